@@ -1,0 +1,403 @@
+// Package badger is Tugboat's default store backend: a Badger v4 database in
+// managed mode, where every Badger version timestamp is a store revision.
+//
+// All writes go through one committer goroutine (commit.go) that groups
+// concurrent requests, checks their preconditions, assigns consecutive
+// revisions, writes the group with one Badger WriteBatch and makes it durable
+// with one DB.Sync before acknowledging anyone (group commit). Reads are
+// snapshot reads at the last published revision, so an acknowledged write is
+// visible to every later read. See docs/ARCHITECTURE.md for the key layout and
+// docs/RATIONALE.md for why.
+package badger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bdb "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/tugboat-dev/tugboat/kernel/errdefs"
+	"github.com/tugboat-dev/tugboat/kernel/lease"
+	"github.com/tugboat-dev/tugboat/kernel/store"
+	"github.com/tugboat-dev/tugboat/kernel/watch"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxValueSize       = 1_000_000
+	DefaultHistoryEvents      = 4096
+	DefaultWatchBuffer        = 1024
+	DefaultBookmarkInterval   = time.Minute
+	DefaultLeaseCheckInterval = 500 * time.Millisecond
+	DefaultCompactionWindow   = 5 * time.Minute
+
+	// maxBatchBytes caps one commit group well below Badger's largest batch
+	// (15% of the 64 MiB memtable), so a group never spans two memtables and
+	// one DB.Sync covers it (see RATIONALE: "Why every write goes through the
+	// committer?").
+	maxBatchBytes = 4 << 20
+	maxBatchOps   = 1024
+	memTableSize  = 64 << 20
+)
+
+// Options configure a Store. Zero values take the defaults above.
+type Options struct {
+	// Dir is the data directory; required unless InMemory.
+	Dir string
+	// InMemory keeps everything in memory (no durability); for unit tests.
+	InMemory bool
+	// MaxValueSize bounds a value in bytes (ErrTooLarge beyond it); at most
+	// DefaultMaxValueSize, so that values never leave Badger's LSM tree.
+	MaxValueSize int
+	// HistoryEvents is how many recent events stay in memory for watches.
+	HistoryEvents int
+	// WatchBuffer is how many events a watcher may fall behind before it is
+	// cut off with ErrTooSlow.
+	WatchBuffer int
+	// BookmarkInterval is how often watchers receive a Bookmark.
+	BookmarkInterval time.Duration
+	// LeaseCheckInterval is how often expired leases are collected.
+	LeaseCheckInterval time.Duration
+	// CompactionWindow is how much history is retained: every window the
+	// store compacts to the revision it had one window earlier. Negative
+	// disables automatic compaction.
+	CompactionWindow time.Duration
+	Logger           *slog.Logger
+}
+
+func (o *Options) setDefaults() error {
+	if o.Dir == "" && !o.InMemory {
+		return fmt.Errorf("badger store: no data directory: %w", errdefs.ErrInvalid)
+	}
+	if o.MaxValueSize == 0 {
+		o.MaxValueSize = DefaultMaxValueSize
+	}
+	if o.MaxValueSize < 0 || o.MaxValueSize > DefaultMaxValueSize {
+		return fmt.Errorf("badger store: max value size %d outside 1..%d: %w", o.MaxValueSize, DefaultMaxValueSize, errdefs.ErrInvalid)
+	}
+	if o.HistoryEvents <= 0 {
+		o.HistoryEvents = DefaultHistoryEvents
+	}
+	if o.WatchBuffer <= 0 {
+		o.WatchBuffer = DefaultWatchBuffer
+	}
+	if o.BookmarkInterval <= 0 {
+		o.BookmarkInterval = DefaultBookmarkInterval
+	}
+	if o.LeaseCheckInterval <= 0 {
+		o.LeaseCheckInterval = DefaultLeaseCheckInterval
+	}
+	if o.CompactionWindow == 0 {
+		o.CompactionWindow = DefaultCompactionWindow
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Store is the Badger backend. It is safe for concurrent use.
+type Store struct {
+	opts   Options
+	log    *slog.Logger
+	db     *bdb.DB
+	hub    *watch.Hub
+	leases *lease.Lessor
+
+	published atomic.Int64 // last durable, visible revision
+	compacted atomic.Int64 // history at or below is gone
+
+	reqs     chan *request
+	closing  chan struct{}
+	closeMu  sync.RWMutex // held for reading while submitting, for writing by Close
+	closed   bool
+	failed   atomic.Pointer[error] // a write path error; the store refuses writes after it
+	bg       sync.WaitGroup
+	commitWG sync.WaitGroup
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (or creates) the store in opts.Dir, replays nothing (Badger
+// recovers its own log) and starts the committer and background loops.
+func Open(opts Options) (*Store, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	bo := bdb.DefaultOptions(opts.Dir).
+		WithInMemory(opts.InMemory).
+		WithSyncWrites(false). // the committer syncs once per group
+		WithDetectConflicts(false).
+		WithNumVersionsToKeep(1). // keep the newest version at or below the discard ts
+		WithMemTableSize(memTableSize).
+		WithValueThreshold(1 << 20).
+		WithCompression(options.None).
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(8 << 20).
+		WithNumCompactors(2).
+		WithLogger(badgerLogger{opts.Logger})
+	if opts.InMemory {
+		bo.Dir, bo.ValueDir = "", ""
+	}
+	db, err := bdb.OpenManaged(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open badger in %s: %w", opts.Dir, err)
+	}
+	s := &Store{
+		opts:    opts,
+		log:     opts.Logger,
+		db:      db,
+		leases:  lease.New(nil),
+		reqs:    make(chan *request, maxBatchOps),
+		closing: make(chan struct{}),
+	}
+	if err := s.recover(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.hub = watch.NewHub(watch.Config{
+		RingSize:         opts.HistoryEvents,
+		Buffer:           opts.WatchBuffer,
+		BookmarkInterval: opts.BookmarkInterval,
+		History:          history{s},
+		Logger:           opts.Logger,
+	}, s.published.Load(), s.compacted.Load())
+	s.commitWG.Add(1)
+	go s.commitLoop()
+	s.bg.Add(2)
+	go s.leaseLoop()
+	go s.compactLoop()
+	return s, nil
+}
+
+// recover loads the revision, compaction point and leases.
+func (s *Store) recover() error {
+	txn := s.db.NewTransactionAt(math.MaxUint64, false)
+	defer txn.Discard()
+	for _, m := range []struct {
+		key []byte
+		dst *atomic.Int64
+	}{{metaRev, &s.published}, {metaCompact, &s.compacted}} {
+		item, err := txn.Get(m.key)
+		if errors.Is(err, bdb.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("recover %s: %w", m.key, err)
+		}
+		var v int64
+		if err := item.Value(func(b []byte) error { v, err = decodeU64(b); return err }); err != nil {
+			return fmt.Errorf("recover %s: %w", m.key, err)
+		}
+		m.dst.Store(v)
+	}
+	if s.opts.InMemory {
+		return nil
+	}
+	// Leases get a fresh TTL on restart; then their attachments.
+	it := txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{pfxLease}})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		id, err := decodeU64(item.Key()[1:])
+		if err != nil {
+			return fmt.Errorf("recover lease key %x: %w", item.Key(), err)
+		}
+		var ms int64
+		if err := item.Value(func(b []byte) error { ms, err = decodeTTL(b); return err }); err != nil {
+			return fmt.Errorf("recover lease %d: %w", id, err)
+		}
+		s.leases.Grant(id, time.Duration(ms)*time.Millisecond)
+	}
+	at := txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{pfxAttach}})
+	defer at.Close()
+	for at.Rewind(); at.Valid(); at.Next() {
+		k := at.Item().Key()
+		if len(k) < 10 {
+			return fmt.Errorf("recover lease attachment %x: %w", k, errdefs.ErrInvalid)
+		}
+		id, _ := decodeU64(k[1:9])
+		s.leases.Attach(id, string(k[9:]))
+	}
+	return nil
+}
+
+// Revision returns the last acknowledged revision.
+func (s *Store) Revision() int64 { return s.published.Load() }
+
+// CompactedRevision returns the revision of the last compaction.
+func (s *Store) CompactedRevision() int64 { return s.compacted.Load() }
+
+func (s *Store) checkOpen() error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("store closed: %w", errdefs.ErrUnavailable)
+	}
+	return nil
+}
+
+// Get returns the current value of key.
+func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
+	if err := store.ValidateKey(key); err != nil {
+		return store.KV{}, err
+	}
+	if err := s.checkOpen(); err != nil {
+		return store.KV{}, err
+	}
+	txn := s.db.NewTransactionAt(uint64(s.published.Load()), false)
+	defer txn.Discard()
+	kv, err := getAt(txn, key)
+	if err != nil {
+		return store.KV{}, fmt.Errorf("get %s: %w", key, err)
+	}
+	return kv, nil
+}
+
+func getAt(txn *bdb.Txn, key string) (store.KV, error) {
+	item, err := txn.Get(dataKey(key))
+	if errors.Is(err, bdb.ErrKeyNotFound) {
+		return store.KV{}, errdefs.ErrNotFound
+	}
+	if err != nil {
+		return store.KV{}, err
+	}
+	return kvFromItem(key, item)
+}
+
+func kvFromItem(key string, item *bdb.Item) (store.KV, error) {
+	raw, err := item.ValueCopy(nil)
+	if err != nil {
+		return store.KV{}, err
+	}
+	rec, err := decodeRecord(raw)
+	if err != nil {
+		return store.KV{}, fmt.Errorf("key %s at revision %d: %w", key, item.Version(), err)
+	}
+	return store.KV{
+		Key:            key,
+		Value:          rec.value,
+		CreateRevision: rec.createRev,
+		ModRevision:    int64(item.Version()),
+		Lease:          rec.lease,
+	}, nil
+}
+
+// readRevision resolves a requested read revision (0 = current).
+func (s *Store) readRevision(rev int64) (int64, error) {
+	cur := s.published.Load()
+	switch {
+	case rev == 0:
+		return cur, nil
+	case rev < 0:
+		return 0, fmt.Errorf("revision %d: %w", rev, errdefs.ErrInvalid)
+	case rev > cur:
+		return 0, fmt.Errorf("revision %d, current is %d: %w", rev, cur, errdefs.ErrFutureRevision)
+	case rev < s.compacted.Load():
+		return 0, fmt.Errorf("revision %d, compacted at %d: %w", rev, s.compacted.Load(), errdefs.ErrGone)
+	}
+	return rev, nil
+}
+
+// List returns the keys under prefix in key order.
+func (s *Store) List(ctx context.Context, prefix string, opts store.ListOptions) (store.ListResult, error) {
+	if err := store.ValidatePrefix(prefix); err != nil {
+		return store.ListResult{}, err
+	}
+	if opts.StartKey != "" && !strings.HasPrefix(opts.StartKey, prefix) {
+		return store.ListResult{}, fmt.Errorf("list %s: start key %q outside the prefix: %w", prefix, opts.StartKey, errdefs.ErrInvalid)
+	}
+	if opts.Limit < 0 {
+		return store.ListResult{}, fmt.Errorf("list %s: negative limit: %w", prefix, errdefs.ErrInvalid)
+	}
+	if err := s.checkOpen(); err != nil {
+		return store.ListResult{}, err
+	}
+	rev, err := s.readRevision(opts.Revision)
+	if err != nil {
+		return store.ListResult{}, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	txn := s.db.NewTransactionAt(uint64(rev), false)
+	defer txn.Discard()
+	io := bdb.DefaultIteratorOptions
+	io.Prefix = dataKey(prefix)
+	if opts.Limit > 0 && opts.Limit < io.PrefetchSize {
+		io.PrefetchSize = opts.Limit
+	}
+	it := txn.NewIterator(io)
+	defer it.Close()
+	start := io.Prefix
+	if opts.StartKey != "" {
+		start = dataKey(opts.StartKey)
+	}
+	res := store.ListResult{Revision: rev}
+	for it.Seek(start); it.Valid(); it.Next() {
+		if err := ctx.Err(); err != nil {
+			return store.ListResult{}, fmt.Errorf("list %s: %w", prefix, err)
+		}
+		if opts.Limit > 0 && len(res.KVs) == opts.Limit {
+			res.More = true
+			break
+		}
+		item := it.Item()
+		kv, err := kvFromItem(string(item.Key()[1:]), item)
+		if err != nil {
+			return store.ListResult{}, fmt.Errorf("list %s: %w", prefix, err)
+		}
+		res.KVs = append(res.KVs, kv)
+	}
+	return res, nil
+}
+
+// Watch delivers changes under prefix after afterRevision.
+func (s *Store) Watch(ctx context.Context, prefix string, afterRevision int64) (store.Watcher, error) {
+	if err := store.ValidatePrefix(prefix); err != nil {
+		return nil, err
+	}
+	if afterRevision < 0 {
+		return nil, fmt.Errorf("watch %s from revision %d: %w", prefix, afterRevision, errdefs.ErrInvalid)
+	}
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	return s.hub.Watch(ctx, prefix, afterRevision)
+}
+
+// Close stops the committer and background loops, ends all watches and
+// closes Badger. Requests already accepted are committed first.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closing)
+	s.closeMu.Unlock()
+	s.bg.Wait()
+	s.commitWG.Wait()
+	s.hub.Close()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close badger: %w", err)
+	}
+	return nil
+}
+
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (b badgerLogger) Infof(string, ...any)  {}
+func (b badgerLogger) Debugf(string, ...any) {}
