@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
@@ -44,6 +45,8 @@ type Config struct {
 // Hub fans events out to watchers.
 type Hub struct {
 	cfg Config
+
+	published atomic.Int64 // == rev, readable without mu
 
 	mu        sync.Mutex
 	rev       int64         // last published revision
@@ -82,9 +85,15 @@ func NewHub(cfg Config, rev, compacted int64) *Hub {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	h.published.Store(rev)
 	go h.bookmarks()
 	return h
 }
+
+// Revision returns the last published revision. A reader that sees R here
+// and then watches from R gets every event after R; a watcher that receives
+// the event at R can read R's state through a store that reads at Revision.
+func (h *Hub) Revision() int64 { return h.published.Load() }
 
 // Publish delivers events (consecutive revisions, ascending, all above the
 // last published revision) to watchers and records them in the ring. It
@@ -95,6 +104,8 @@ func (h *Hub) Publish(events []store.Event) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.rev = events[len(events)-1].Revision
+	h.published.Store(h.rev)
 	for i := range events {
 		ev := events[i]
 		h.push(ev)
@@ -111,7 +122,6 @@ func (h *Hub) Publish(events []store.Event) {
 			}
 		}
 	}
-	h.rev = events[len(events)-1].Revision
 }
 
 // Compacted records that history at or below rev is gone.

@@ -83,7 +83,7 @@ func (s *Store) Compact(ctx context.Context, rev int64) error {
 	// Readers see the new floor only once it is durable.
 	s.compacted.Store(rev)
 	s.hub.Compacted(rev)
-	s.db.SetDiscardTs(uint64(rev))
+	s.db.SetDiscardTs(readTs(rev))
 	return s.purgeEvents(ctx, rev)
 }
 
@@ -107,7 +107,7 @@ func (s *Store) purgeEvents(ctx context.Context, rev int64) error {
 
 // eventRevs lists up to n retained event-log revisions at or below upto.
 func (s *Store) eventRevs(upto int64, n int) ([]int64, error) {
-	txn := s.db.NewTransactionAt(uint64(s.published.Load()), false)
+	txn := s.db.NewTransactionAt(readTs(s.Revision()), false)
 	defer txn.Discard()
 	it := txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{pfxEvent}})
 	defer it.Close()
@@ -134,10 +134,13 @@ func (h history) Events(ctx context.Context, prefix string, after, upto int64) (
 	if after < s.CompactedRevision() {
 		return nil, fmt.Errorf("history after %d, compacted at %d: %w", after, s.CompactedRevision(), errdefs.ErrGone)
 	}
-	txn := s.db.NewTransactionAt(uint64(upto), false)
+	txn := s.db.NewTransactionAt(readTs(upto), false)
 	defer txn.Discard()
 	it := txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{pfxEvent}})
 	defer it.Close()
+	if c := s.CompactedRevision(); after < c {
+		return nil, fmt.Errorf("history after %d, compacted at %d: %w", after, c, errdefs.ErrGone)
+	}
 	var out []store.Event
 	next := after + 1
 	for it.Seek(eventKey(after + 1)); it.Valid(); it.Next() {
@@ -167,7 +170,7 @@ func (h history) Events(ctx context.Context, prefix string, after, upto int64) (
 		if !strings.HasPrefix(key, prefix) {
 			continue
 		}
-		ev, err := s.eventAt(typ, key, rev)
+		ev, err := s.eventAt(typ, key, rev, item.Version())
 		if err != nil {
 			return nil, fmt.Errorf("history revision %d: %w", rev, err)
 		}
@@ -179,12 +182,13 @@ func (h history) Events(ctx context.Context, prefix string, after, upto int64) (
 	return out, nil
 }
 
-// eventAt rebuilds the event of key at rev from the versioned data keys.
-func (s *Store) eventAt(typ store.EventType, key string, rev int64) (store.Event, error) {
+// eventAt rebuilds the event of key at rev from the versioned data keys;
+// ver is the version of rev's commit group, in which key was written once.
+func (s *Store) eventAt(typ store.EventType, key string, rev int64, ver uint64) (store.Event, error) {
 	ev := store.Event{Type: typ, Revision: rev}
 	var prev store.KV
 	if typ != store.Added {
-		txn := s.db.NewTransactionAt(uint64(rev-1), false)
+		txn := s.db.NewTransactionAt(ver-1, false)
 		p, err := getAt(txn, key)
 		txn.Discard()
 		if err != nil {
@@ -196,11 +200,14 @@ func (s *Store) eventAt(typ store.EventType, key string, rev int64) (store.Event
 		ev.KV = prev
 		return ev, nil
 	}
-	txn := s.db.NewTransactionAt(uint64(rev), false)
+	txn := s.db.NewTransactionAt(ver, false)
 	defer txn.Discard()
 	kv, err := getAt(txn, key)
 	if err != nil {
 		return ev, fmt.Errorf("value of %s at %d: %w", key, rev, err)
+	}
+	if kv.ModRevision != rev {
+		return ev, fmt.Errorf("value of %s at %d has revision %d: %w", key, rev, kv.ModRevision, errdefs.ErrGone)
 	}
 	ev.KV = kv
 	return ev, nil

@@ -112,7 +112,8 @@ type Store struct {
 	hub    *watch.Hub
 	leases *lease.Lessor
 
-	published atomic.Int64 // last durable, visible revision
+	committed atomic.Int64 // last durable revision; published through hub.Revision()
+	sub       uint16       // revision-less groups since committed; committer-owned
 	compacted atomic.Int64 // history at or below is gone
 
 	reqs     chan *request
@@ -169,7 +170,7 @@ func Open(opts Options) (*Store, error) {
 		BookmarkInterval: opts.BookmarkInterval,
 		History:          history{s},
 		Logger:           opts.Logger,
-	}, s.published.Load(), s.compacted.Load())
+	}, s.committed.Load(), s.compacted.Load())
 	s.commitWG.Add(1)
 	go s.commitLoop()
 	s.bg.Add(2)
@@ -185,7 +186,7 @@ func (s *Store) recover() error {
 	for _, m := range []struct {
 		key []byte
 		dst *atomic.Int64
-	}{{metaRev, &s.published}, {metaCompact, &s.compacted}} {
+	}{{metaRev, &s.committed}, {metaCompact, &s.compacted}} {
 		item, err := txn.Get(m.key)
 		if errors.Is(err, bdb.ErrKeyNotFound) {
 			continue
@@ -198,6 +199,9 @@ func (s *Store) recover() error {
 			return fmt.Errorf("recover %s: %w", m.key, err)
 		}
 		m.dst.Store(v)
+		if m.dst == &s.committed && revOf(item.Version()) == v {
+			s.sub = uint16(item.Version() & 0xffff)
+		}
 	}
 	if s.opts.InMemory {
 		return nil
@@ -230,8 +234,9 @@ func (s *Store) recover() error {
 	return nil
 }
 
-// Revision returns the last acknowledged revision.
-func (s *Store) Revision() int64 { return s.published.Load() }
+// Revision returns the last acknowledged (published) revision; reads happen
+// at it.
+func (s *Store) Revision() int64 { return s.hub.Revision() }
 
 // CompactedRevision returns the revision of the last compaction.
 func (s *Store) CompactedRevision() int64 { return s.compacted.Load() }
@@ -253,7 +258,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
 	if err := s.checkOpen(); err != nil {
 		return store.KV{}, err
 	}
-	txn := s.db.NewTransactionAt(uint64(s.published.Load()), false)
+	txn := s.db.NewTransactionAt(readTs(s.Revision()), false)
 	defer txn.Discard()
 	kv, err := getAt(txn, key)
 	if err != nil {
@@ -282,18 +287,12 @@ func kvFromItem(key string, item *bdb.Item) (store.KV, error) {
 	if err != nil {
 		return store.KV{}, fmt.Errorf("key %s at revision %d: %w", key, item.Version(), err)
 	}
-	return store.KV{
-		Key:            key,
-		Value:          rec.value,
-		CreateRevision: rec.createRev,
-		ModRevision:    int64(item.Version()),
-		Lease:          rec.lease,
-	}, nil
+	return rec.kv(key), nil
 }
 
 // readRevision resolves a requested read revision (0 = current).
 func (s *Store) readRevision(rev int64) (int64, error) {
-	cur := s.published.Load()
+	cur := s.Revision()
 	switch {
 	case rev == 0:
 		return cur, nil
@@ -305,6 +304,23 @@ func (s *Store) readRevision(rev int64) (int64, error) {
 		return 0, fmt.Errorf("revision %d, compacted at %d: %w", rev, s.compacted.Load(), errdefs.ErrGone)
 	}
 	return rev, nil
+}
+
+// groupEnd returns the last revision of the commit group that contains rev:
+// a snapshot can only be taken between groups. Revisions handed out by
+// Revision and List are already group ends.
+func (s *Store) groupEnd(rev int64) int64 {
+	cur := s.Revision()
+	if rev >= cur {
+		return cur
+	}
+	txn := s.db.NewTransactionAt(readTs(cur), false)
+	defer txn.Discard()
+	item, err := txn.Get(eventKey(rev))
+	if err != nil {
+		return rev // purged by compaction at or above rev: rev is a boundary or gone
+	}
+	return revOf(item.Version())
 }
 
 // List returns the keys under prefix in key order.
@@ -325,7 +341,8 @@ func (s *Store) List(ctx context.Context, prefix string, opts store.ListOptions)
 	if err != nil {
 		return store.ListResult{}, fmt.Errorf("list %s: %w", prefix, err)
 	}
-	txn := s.db.NewTransactionAt(uint64(rev), false)
+	rev = s.groupEnd(rev)
+	txn := s.db.NewTransactionAt(readTs(rev), false)
 	defer txn.Discard()
 	io := bdb.DefaultIteratorOptions
 	io.Prefix = dataKey(prefix)
@@ -334,6 +351,11 @@ func (s *Store) List(ctx context.Context, prefix string, opts store.ListOptions)
 	}
 	it := txn.NewIterator(io)
 	defer it.Close()
+	// The iterator pinned its tables; if no compaction passed rev before
+	// that, none of the versions it reads can be discarded under it.
+	if c := s.compacted.Load(); rev < c {
+		return store.ListResult{}, fmt.Errorf("list %s: revision %d, compacted at %d: %w", prefix, rev, c, errdefs.ErrGone)
+	}
 	start := io.Prefix
 	if opts.StartKey != "" {
 		start = dataKey(opts.StartKey)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	bdb "github.com/dgraph-io/badger/v4"
@@ -150,28 +151,36 @@ func (s *Store) Revoke(ctx context.Context, id int64) error {
 }
 
 // commitLoop is the only writer to Badger. It groups whatever requests are
-// queued (up to maxBatchOps / maxBatchBytes) into one commit.
+// queued (up to maxBatchOps / maxBatchBytes) into one commit; requests that
+// the group cannot take (a key already written in it) open the next group.
 func (s *Store) commitLoop() {
 	defer s.commitWG.Done()
-	batch := make([]*request, 0, maxBatchOps)
+	var carry []*request
 	for {
-		var first *request
-		select {
-		case first = <-s.reqs:
-		case <-s.closing:
-			// Submitters hold closeMu while sending, and Close set closed
-			// under it, so nothing new arrives; answer what is queued.
-			for {
-				select {
-				case r := <-s.reqs:
-					s.commit([]*request{r})
-				default:
-					return
+		batch := carry
+		if len(batch) == 0 {
+			select {
+			case r := <-s.reqs:
+				batch = append(make([]*request, 0, maxBatchOps), r)
+			case <-s.closing:
+				// Submitters hold closeMu while sending, and Close set
+				// closed under it, so nothing new arrives; answer the queue.
+				for {
+					select {
+					case r := <-s.reqs:
+						for rest := []*request{r}; len(rest) > 0; {
+							rest = s.commit(rest)
+						}
+					default:
+						return
+					}
 				}
 			}
 		}
-		batch = append(batch[:0], first)
-		size := first.size()
+		size := 0
+		for _, r := range batch {
+			size += r.size()
+		}
 	drain:
 		for len(batch) < maxBatchOps && size < maxBatchBytes {
 			select {
@@ -182,34 +191,36 @@ func (s *Store) commitLoop() {
 				break drain
 			}
 		}
-		s.commit(batch)
+		carry = s.commit(batch)
 	}
 }
 
-// keyState is a key's state as seen by the committer, including writes
-// earlier in the same group.
+// keyState is a key's state as seen by the committer.
 type keyState struct {
 	exists bool
 	rec    record
-	mod    int64
 }
 
-// group is one commit in the making.
+// entry is one staged Badger write.
+type entry struct {
+	key    []byte
+	value  []byte
+	delete bool
+}
+
+// group is one commit in the making: one Badger transaction at one version,
+// in which every object key is written at most once (so the version
+// identifies each key's write, and history can rebuild every event).
 type group struct {
 	s       *Store
-	txn     *bdb.Txn // reads at the last committed revision
-	wb      *bdb.WriteBatch
-	rev     int64 // last assigned revision
-	pending map[string]keyState
+	txn     *bdb.Txn // reads at the last committed group
+	rev     int64    // last assigned revision
+	touched map[string]struct{}
+	entries []entry
 	events  []store.Event
-	after   []func() // run once the group is durable
-	err     error    // first Badger error
 }
 
 func (g *group) state(key string) (keyState, error) {
-	if st, ok := g.pending[key]; ok {
-		return st, nil
-	}
 	item, err := g.txn.Get(dataKey(key))
 	if errors.Is(err, bdb.ErrKeyNotFound) {
 		return keyState{}, nil
@@ -223,73 +234,136 @@ func (g *group) state(key string) (keyState, error) {
 	}
 	rec, err := decodeRecord(raw)
 	if err != nil {
-		return keyState{}, err
+		return keyState{}, fmt.Errorf("key %s: %w", key, err)
 	}
-	return keyState{exists: true, rec: rec, mod: int64(item.Version())}, nil
+	return keyState{exists: true, rec: rec}, nil
 }
 
-func (g *group) set(key []byte, value []byte, ts int64) {
-	if g.err == nil {
-		g.err = g.wb.SetEntryAt(bdb.NewEntry(key, value), uint64(max(ts, 1)))
+func (g *group) set(key, value []byte) { g.entries = append(g.entries, entry{key: key, value: value}) }
+func (g *group) del(key []byte)        { g.entries = append(g.entries, entry{key: key, delete: true}) }
+
+// keys lists the object keys r would write, to keep each key to one write
+// per group.
+func (s *Store) keys(r *request) []string {
+	switch r.kind {
+	case opCreate, opUpdate, opDelete:
+		return []string{r.key}
+	case opRevoke:
+		return s.leases.Keys(r.lease)
+	case opCompact:
+		return []string{"\x00compact"}
 	}
+	return nil
 }
 
-func (g *group) del(key []byte, ts int64) {
-	if g.err == nil {
-		g.err = g.wb.DeleteAt(key, uint64(max(ts, 1)))
-	}
-}
-
-func (s *Store) commit(batch []*request) {
-	base := s.published.Load()
+// commit applies as many requests of batch as one group can take, makes
+// them durable, publishes their events and answers them. It returns the
+// requests left for the next group.
+func (s *Store) commit(batch []*request) []*request {
+	base := s.committed.Load()
 	g := &group{
 		s:       s,
-		txn:     s.db.NewTransactionAt(uint64(base), false),
-		wb:      s.db.NewManagedWriteBatch(),
+		txn:     s.db.NewTransactionAt(readTs(base), false),
 		rev:     base,
-		pending: make(map[string]keyState, len(batch)),
+		touched: make(map[string]struct{}, len(batch)),
 	}
 	defer g.txn.Discard()
-	for _, r := range batch {
-		r.err = g.apply(r)
+	var fatal error
+	n := 0
+	for ; n < len(batch); n++ {
+		r := batch[n]
+		keys := s.keys(r)
+		if slices.ContainsFunc(keys, func(k string) bool { _, ok := g.touched[k]; return ok }) {
+			break
+		}
+		if r.err = g.apply(r); r.err != nil && !isRequestError(r.err) {
+			fatal = r.err
+			n++
+			break
+		}
+		for _, k := range keys {
+			g.touched[k] = struct{}{}
+		}
 	}
-	if g.rev > base {
-		g.set(metaRev, u64(g.rev), g.rev)
+	done, rest := batch[:n], batch[n:]
+	if fatal == nil {
+		fatal = s.write(g, base)
 	}
-	err := g.err
-	if err == nil {
-		err = g.wb.Flush()
-	} else {
-		g.wb.Cancel()
-	}
-	if err == nil {
-		err = s.db.Sync()
-	}
-	if err != nil {
+	if fatal != nil {
 		// Whether any of the group reached disk is unknown; refuse further
 		// writes rather than risk revisions going backwards.
-		err = fmt.Errorf("commit revisions %d..%d: %w", base+1, g.rev, err)
+		err := fmt.Errorf("commit revisions %d..%d: %w", base+1, g.rev, fatal)
 		s.failed.CompareAndSwap(nil, &err)
 		s.log.Error("store write path failed; refusing further writes", "err", err)
 		for _, r := range batch {
 			r.err = fmt.Errorf("%w: %w", errdefs.ErrUnavailable, err)
 			close(r.done)
 		}
-		return
+		return nil
 	}
-	for _, f := range g.after {
-		f()
-	}
-	s.published.Store(g.rev)
 	s.hub.Publish(g.events)
-	for _, r := range batch {
+	for _, r := range done {
 		close(r.done)
 	}
+	return rest
 }
 
-// apply evaluates one request against the group and stages its writes. A
-// returned error is the request's own (precondition, not found); Badger
-// errors are kept in g.err and fail the whole group.
+// write commits the group's entries as one Badger transaction at the
+// group's version and syncs.
+func (s *Store) write(g *group, base int64) error {
+	if len(g.entries) == 0 {
+		return nil
+	}
+	var ver uint64
+	if g.rev > base {
+		ver = version(g.rev, 0)
+	} else {
+		if s.sub == 0xffff {
+			return fmt.Errorf("more than %d revision-less commits since revision %d: %w", 0xffff, base, errdefs.ErrUnavailable)
+		}
+		ver = version(base, s.sub+1)
+	}
+	g.set(metaRev, u64(g.rev))
+	txn := s.db.NewTransactionAt(readTs(base), true)
+	defer txn.Discard()
+	for _, e := range g.entries {
+		var err error
+		if e.delete {
+			err = txn.Delete(e.key)
+		} else {
+			err = txn.SetEntry(bdb.NewEntry(e.key, e.value))
+		}
+		if err != nil {
+			return fmt.Errorf("stage %d entries: %w", len(g.entries), err)
+		}
+	}
+	if err := txn.CommitAt(ver, nil); err != nil {
+		return err
+	}
+	if err := s.db.Sync(); err != nil {
+		return err
+	}
+	if g.rev > base {
+		s.sub = 0
+	} else {
+		s.sub++
+	}
+	s.committed.Store(g.rev)
+	return nil
+}
+
+// isRequestError reports whether err belongs to the request alone (a failed
+// precondition), as opposed to a storage failure that fails the group.
+func isRequestError(err error) bool {
+	for _, e := range []error{errdefs.ErrNotFound, errdefs.ErrAlreadyExists, errdefs.ErrConflict, errdefs.ErrInvalid} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// apply evaluates one request against the group and stages its writes.
 func (g *group) apply(r *request) error {
 	switch r.kind {
 	case opCreate, opUpdate:
@@ -297,19 +371,18 @@ func (g *group) apply(r *request) error {
 	case opDelete:
 		st, err := g.state(r.key)
 		if err != nil {
-			g.err = err
 			return err
 		}
 		if !st.exists {
 			return errdefs.ErrNotFound
 		}
-		if r.ifRev != 0 && r.ifRev != st.mod {
-			return fmt.Errorf("revision is %d, not %d: %w", st.mod, r.ifRev, errdefs.ErrConflict)
+		if r.ifRev != 0 && r.ifRev != st.rec.modRev {
+			return fmt.Errorf("revision is %d, not %d: %w", st.rec.modRev, r.ifRev, errdefs.ErrConflict)
 		}
 		r.prev, r.rev = g.remove(r.key, st), g.rev
 		return nil
 	case opGrant:
-		g.set(leaseKey(r.lease), ttlBytes(r.ttl), g.rev)
+		g.set(leaseKey(r.lease), ttlBytes(r.ttl))
 		g.s.leases.Grant(r.lease, r.ttl)
 		return nil
 	case opRevoke:
@@ -319,22 +392,21 @@ func (g *group) apply(r *request) error {
 		for _, key := range g.s.leases.Keys(r.lease) {
 			st, err := g.state(key)
 			if err != nil {
-				g.err = err
 				return err
 			}
 			if st.exists && st.rec.lease == r.lease {
 				g.remove(key, st)
 			}
 		}
-		g.del(leaseKey(r.lease), g.rev)
+		g.del(leaseKey(r.lease))
 		g.s.leases.Remove(r.lease)
 		return nil
 	case opCompact:
-		g.set(metaCompact, u64(r.ifRev), g.rev)
+		g.set(metaCompact, u64(r.ifRev))
 		return nil
 	case opPurgeEvents:
 		for _, rev := range r.revs {
-			g.del(eventKey(rev), g.rev)
+			g.del(eventKey(rev))
 		}
 		return nil
 	}
@@ -344,7 +416,6 @@ func (g *group) apply(r *request) error {
 func (g *group) put(r *request) error {
 	st, err := g.state(r.key)
 	if err != nil {
-		g.err = err
 		return err
 	}
 	switch {
@@ -352,31 +423,30 @@ func (g *group) put(r *request) error {
 		return errdefs.ErrAlreadyExists
 	case r.kind == opUpdate && !st.exists:
 		return errdefs.ErrNotFound
-	case r.kind == opUpdate && r.ifRev != 0 && r.ifRev != st.mod:
-		return fmt.Errorf("revision is %d, not %d: %w", st.mod, r.ifRev, errdefs.ErrConflict)
+	case r.kind == opUpdate && r.ifRev != 0 && r.ifRev != st.rec.modRev:
+		return fmt.Errorf("revision is %d, not %d: %w", st.rec.modRev, r.ifRev, errdefs.ErrConflict)
 	}
 	if r.lease != 0 && !g.s.leases.Live(r.lease) {
 		return fmt.Errorf("lease %d: %w", r.lease, errdefs.ErrNotFound)
 	}
 	g.rev++
 	rev := g.rev
-	rec := record{createRev: rev, lease: r.lease, value: r.value}
+	rec := record{createRev: rev, modRev: rev, lease: r.lease, value: r.value}
 	typ := store.Added
 	if st.exists {
 		rec.createRev, typ = st.rec.createRev, store.Modified
 	}
-	g.set(dataKey(r.key), rec.encode(), rev)
-	g.set(eventKey(rev), encodeEvent(typ, r.key), rev)
+	g.set(dataKey(r.key), rec.encode())
+	g.set(eventKey(rev), encodeEvent(typ, r.key))
 	if st.exists && st.rec.lease != 0 && st.rec.lease != r.lease {
-		g.del(attachKey(st.rec.lease, r.key), rev)
+		g.del(attachKey(st.rec.lease, r.key))
 		g.s.leases.Detach(st.rec.lease, r.key)
 	}
 	if r.lease != 0 && r.lease != st.rec.lease {
-		g.set(attachKey(r.lease, r.key), nil, rev)
+		g.set(attachKey(r.lease, r.key), nil)
 		g.s.leases.Attach(r.lease, r.key)
 	}
-	g.pending[r.key] = keyState{exists: true, rec: rec, mod: rev}
-	r.kv = store.KV{Key: r.key, Value: r.value, CreateRevision: rec.createRev, ModRevision: rev, Lease: r.lease}
+	r.kv = rec.kv(r.key)
 	ev := store.Event{Type: typ, Revision: rev, KV: r.kv}
 	if st.exists {
 		ev.PrevValue = st.rec.value
@@ -389,14 +459,13 @@ func (g *group) put(r *request) error {
 func (g *group) remove(key string, st keyState) store.KV {
 	g.rev++
 	rev := g.rev
-	g.del(dataKey(key), rev)
-	g.set(eventKey(rev), encodeEvent(store.Deleted, key), rev)
+	g.del(dataKey(key))
+	g.set(eventKey(rev), encodeEvent(store.Deleted, key))
 	if st.rec.lease != 0 {
-		g.del(attachKey(st.rec.lease, key), rev)
+		g.del(attachKey(st.rec.lease, key))
 		g.s.leases.Detach(st.rec.lease, key)
 	}
-	g.pending[key] = keyState{}
-	prev := store.KV{Key: key, Value: st.rec.value, CreateRevision: st.rec.createRev, ModRevision: st.mod, Lease: st.rec.lease}
+	prev := st.rec.kv(key)
 	g.events = append(g.events, store.Event{Type: store.Deleted, Revision: rev, KV: prev, PrevValue: st.rec.value})
 	return prev
 }

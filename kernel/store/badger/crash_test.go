@@ -120,7 +120,7 @@ func TestCrashChild(t *testing.T) {
 	for i := range owned {
 		owned[i] = map[string]int64{}
 	}
-	for kv, err := range listAll(ctx, s, crashPrefix, 0) {
+	for kv, err := range listPaged(ctx, s, crashPrefix, 0) {
 		if err != nil {
 			out.line("error list: %v", err)
 			t.Fatal(err)
@@ -235,7 +235,7 @@ func TestCrashDurability(t *testing.T) {
 			}
 		}
 		total += len(run.acks)
-		prevRev = verifyCrashRound(t, dir, round, floor, prevRev)
+		prevRev = verifyCrashRound(t, dir, round, floor, seenRev, prevRev)
 		if t.Failed() {
 			t.Fatalf("stopping after round %d (%d acknowledged writes so far)", round, total)
 		}
@@ -293,12 +293,12 @@ func runCrashChild(t *testing.T, dir string, round int, rng *rand.Rand) crashChi
 	case <-first:
 	case <-done:
 		_ = cmd.Wait()
-		t.Fatalf("round %d: child exited before acknowledging a write: %v\nerrors: %q\nstdout: %q\nstderr:\n%s", round, cmd.ProcessState, run.errors, run.other, tail(stderr.String()))
+		t.Fatalf("round %d: child exited before acknowledging a write: %v\nerrors: %q\nstdout: %q\nstderr:\n%s", round, cmd.ProcessState, run.errors, run.other, lastBytes(stderr.String()))
 	case <-time.After(time.Minute):
 		_ = cmd.Process.Kill()
 		<-done
 		_ = cmd.Wait()
-		t.Fatalf("round %d: child acknowledged nothing within a minute\nstderr:\n%s", round, tail(stderr.String()))
+		t.Fatalf("round %d: child acknowledged nothing within a minute\nstderr:\n%s", round, lastBytes(stderr.String()))
 	}
 	time.Sleep(100*time.Millisecond + time.Duration(rng.Int64N(int64(500*time.Millisecond))))
 	if err := cmd.Process.Kill(); err != nil {
@@ -307,10 +307,10 @@ func runCrashChild(t *testing.T, dir string, round int, rng *rand.Rand) crashChi
 	<-done
 	_ = cmd.Wait()
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Errorf("round %d: child ended with %v before it was killed\nstdout: %q\nstderr:\n%s", round, cmd.ProcessState, run.other, tail(stderr.String()))
+		t.Errorf("round %d: child ended with %v before it was killed\nstdout: %q\nstderr:\n%s", round, cmd.ProcessState, run.other, lastBytes(stderr.String()))
 	}
 	if s := stderr.String(); strings.Contains(s, "DATA RACE") || strings.Contains(s, "panic:") || strings.Contains(s, "fatal error:") {
-		t.Errorf("round %d: child stderr:\n%s", round, tail(s))
+		t.Errorf("round %d: child stderr:\n%s", round, lastBytes(s))
 	}
 	return run
 }
@@ -332,9 +332,10 @@ func parseCrashAck(line string) (key string, rev int64, hash string, ok bool) {
 }
 
 // verifyCrashRound reopens dir and checks it against floor: every key there
-// must exist with exactly that revision and value, or a newer revision. It
-// then raises floor to what it observed and returns Revision().
-func verifyCrashRound(t *testing.T, dir string, round int, floor map[string]crashAck, prevRev int64) int64 {
+// must exist with exactly that revision and value, or a newer revision; and
+// against seenRev, every acknowledged revision and its key. It then raises
+// floor to what it observed and returns Revision().
+func verifyCrashRound(t *testing.T, dir string, round int, floor map[string]crashAck, seenRev map[int64]string, prevRev int64) int64 {
 	t.Helper()
 	s, err := tbadger.Open(tbadger.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -359,7 +360,7 @@ func verifyCrashRound(t *testing.T, dir string, round int, floor map[string]cras
 	}
 
 	got := map[string]store.KV{}
-	for kv, err := range listAll(ctx, s, crashPrefix, 0) {
+	for kv, err := range listPaged(ctx, s, crashPrefix, 0) {
 		if err != nil {
 			t.Fatalf("round %d: list after reopen: %v", round, err)
 		}
@@ -370,6 +371,18 @@ func verifyCrashRound(t *testing.T, dir string, round int, floor map[string]cras
 			t.Errorf("round %d: %s has create revision %d, mod revision %d, store revision %d", round, kv.Key, kv.CreateRevision, kv.ModRevision, rev)
 		}
 		got[kv.Key] = kv
+	}
+	// One write touches one key, so no two keys share a ModRevision, and an
+	// acknowledged revision belongs to the key it was acknowledged for.
+	owner := map[int64]string{}
+	for key, kv := range got {
+		if other, dup := owner[kv.ModRevision]; dup {
+			t.Errorf("round %d: %s and %s both have mod revision %d (a revision was reused)", round, key, other, kv.ModRevision)
+		}
+		owner[kv.ModRevision] = key
+		if acked, ok := seenRev[kv.ModRevision]; ok && acked != key {
+			t.Errorf("round %d: %s has mod revision %d, which was acknowledged for a write to %s", round, key, kv.ModRevision, acked)
+		}
 	}
 	lost := 0
 	for key, f := range floor {
@@ -415,8 +428,8 @@ func verifyCrashRound(t *testing.T, dir string, round int, floor map[string]cras
 	return rev
 }
 
-// tail returns the last few KB of s.
-func tail(s string) string {
+// lastBytes returns the last few KB of s.
+func lastBytes(s string) string {
 	const n = 4096
 	if len(s) > n {
 		return "..." + s[len(s)-n:]
@@ -424,9 +437,9 @@ func tail(s string) string {
 	return s
 }
 
-// listAll iterates over every key under prefix, a page at a time, all pages
+// listPaged iterates over every key under prefix, a page at a time, all pages
 // read at the revision of the first (or at rev if not 0).
-func listAll(ctx context.Context, r store.Reader, prefix string, rev int64) iter.Seq2[store.KV, error] {
+func listPaged(ctx context.Context, r store.Reader, prefix string, rev int64) iter.Seq2[store.KV, error] {
 	return func(yield func(store.KV, error) bool) {
 		opts := store.ListOptions{Limit: 500, Revision: rev}
 		last := ""

@@ -9,13 +9,27 @@ import (
 	"github.com/tugboat-dev/tugboat/kernel/store"
 )
 
-// Badger key layout. Every entry's Badger version is a store revision.
+// Badger key layout. A commit group is one Badger transaction at one
+// version (see version), so a crash leaves whole groups or nothing of one.
 const (
 	pfxKey    = 'k' // k<key>            -> record (versioned: one version per write)
 	pfxEvent  = 'h' // h<rev:8>          -> event type + key (the event log)
 	pfxLease  = 'l' // l<id:8>           -> ttl in milliseconds (uvarint)
 	pfxAttach = 'a' // a<id:8><key>      -> empty: key is attached to lease id
 )
+
+// version is the Badger version of a commit group: the group's last
+// revision in the high bits, and a counter of revision-less groups (lease
+// grants, compaction marks, purges) committed since that revision in the low
+// 16 bits, so that no key is ever written twice at one version.
+func version(rev int64, sub uint16) uint64 { return uint64(rev)<<16 | uint64(sub) }
+
+// readTs is the Badger read timestamp that sees every group up to and
+// including revision rev.
+func readTs(rev int64) uint64 { return uint64(rev)<<16 | 0xffff }
+
+// revOf is the revision of a group version.
+func revOf(v uint64) int64 { return int64(v >> 16) }
 
 var (
 	metaRev     = []byte("m/rev")     // last committed revision (8 bytes)
@@ -71,6 +85,7 @@ func decodeU64(b []byte) (int64, error) {
 // record is the value stored under k<key>: what the version does not say.
 type record struct {
 	createRev int64
+	modRev    int64
 	lease     int64
 	value     []byte
 }
@@ -81,6 +96,7 @@ func (r record) encode() []byte {
 	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(r.value))
 	b = append(b, recordVersion)
 	b = binary.AppendUvarint(b, uint64(r.createRev))
+	b = binary.AppendUvarint(b, uint64(r.modRev))
 	b = binary.AppendUvarint(b, uint64(r.lease))
 	return append(b, r.value...)
 }
@@ -96,11 +112,16 @@ func decodeRecord(b []byte) (record, error) {
 		return record{}, fmt.Errorf("decode record: bad create revision: %w", errdefs.ErrInvalid)
 	}
 	b = b[n:]
+	modRev, n := binary.Uvarint(b)
+	if n <= 0 || modRev > 1<<62 || modRev < createRev {
+		return record{}, fmt.Errorf("decode record: bad mod revision: %w", errdefs.ErrInvalid)
+	}
+	b = b[n:]
 	lease, n := binary.Uvarint(b)
 	if n <= 0 || lease > 1<<62 {
 		return record{}, fmt.Errorf("decode record: bad lease: %w", errdefs.ErrInvalid)
 	}
-	return record{createRev: int64(createRev), lease: int64(lease), value: b[n:]}, nil
+	return record{createRev: int64(createRev), modRev: int64(modRev), lease: int64(lease), value: b[n:]}, nil
 }
 
 // encodeEvent is the value stored under h<rev>.
@@ -132,4 +153,8 @@ func decodeTTL(b []byte) (int64, error) {
 
 func ttlBytes(ttl time.Duration) []byte {
 	return binary.AppendUvarint(nil, uint64(ttl.Milliseconds()))
+}
+
+func (r record) kv(key string) store.KV {
+	return store.KV{Key: key, Value: r.value, CreateRevision: r.createRev, ModRevision: r.modRev, Lease: r.lease}
 }

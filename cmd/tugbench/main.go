@@ -1,0 +1,64 @@
+// Command tugbench measures Tugboat against the components it replaces.
+//
+// Each subcommand is one benchmark with its own flags and prints a table
+// followed by one machine-readable line starting with "RESULT":
+//
+//	tugbench store [flags]   Badger store vs embedded etcd (make bench-store)
+//
+// Run "tugbench <command> -h" for a command's flags.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+)
+
+// command is one benchmark; run receives the arguments after its name.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string) error
+}
+
+var commands = []command{
+	{name: "store", summary: "Badger store vs embedded etcd: create latency, throughput, watch fan-out", run: runStore},
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	name := os.Args[1]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		usage()
+		return
+	}
+	for _, c := range commands {
+		if c.name != name {
+			continue
+		}
+		err := c.run(os.Args[2:])
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tugbench %s: %v\n", name, err)
+			os.Exit(1)
+		}
+		return
+	}
+	fmt.Fprintf(os.Stderr, "tugbench: unknown command %q\n", name)
+	usage()
+	os.Exit(2)
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: tugbench <command> [flags]\n\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n", c.name, c.summary)
+	}
+}
