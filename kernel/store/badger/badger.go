@@ -39,13 +39,9 @@ const (
 	DefaultLeaseCheckInterval = 500 * time.Millisecond
 	DefaultCompactionWindow   = 5 * time.Minute
 
-	// maxBatchBytes caps one commit group well below Badger's largest batch
-	// (15% of the 64 MiB memtable), so a group never spans two memtables and
-	// one DB.Sync covers it (see RATIONALE: "Why every write goes through the
-	// committer?").
-	maxBatchBytes = 4 << 20
-	maxBatchOps   = 1024
-	memTableSize  = 64 << 20
+	DefaultMemTableSize       = 64 << 20
+
+	maxBatchOps = 1024
 )
 
 // Options configure a Store. Zero values take the defaults above.
@@ -64,6 +60,11 @@ type Options struct {
 	WatchBuffer int
 	// BookmarkInterval is how often watchers receive a Bookmark.
 	BookmarkInterval time.Duration
+	// MemTableSize is Badger's memtable size (default 64 MiB; at least
+	// 1 MiB). A commit group is capped at a tenth of it, so a group always
+	// fits one Badger transaction in one memtable and one DB.Sync covers it
+	// (see RATIONALE: "Why does every write go through the committer?").
+	MemTableSize int64
 	// LeaseCheckInterval is how often expired leases are collected.
 	LeaseCheckInterval time.Duration
 	// CompactionWindow is how much history is retained: every window the
@@ -73,15 +74,25 @@ type Options struct {
 	Logger           *slog.Logger
 }
 
+// groupBytes caps the bytes of one commit group.
+func (o *Options) groupBytes() int64 { return min(4<<20, o.MemTableSize/10) }
+
 func (o *Options) setDefaults() error {
 	if o.Dir == "" && !o.InMemory {
 		return fmt.Errorf("badger store: no data directory: %w", errdefs.ErrInvalid)
 	}
-	if o.MaxValueSize == 0 {
-		o.MaxValueSize = DefaultMaxValueSize
+	if o.MemTableSize == 0 {
+		o.MemTableSize = DefaultMemTableSize
 	}
-	if o.MaxValueSize < 0 || o.MaxValueSize > DefaultMaxValueSize {
-		return fmt.Errorf("badger store: max value size %d outside 1..%d: %w", o.MaxValueSize, DefaultMaxValueSize, errdefs.ErrInvalid)
+	if o.MemTableSize < 1<<20 {
+		return fmt.Errorf("badger store: memtable size %d below 1 MiB: %w", o.MemTableSize, errdefs.ErrInvalid)
+	}
+	limit := min(DefaultMaxValueSize, int(o.groupBytes()/2))
+	if o.MaxValueSize == 0 {
+		o.MaxValueSize = limit
+	}
+	if o.MaxValueSize < 0 || o.MaxValueSize > limit {
+		return fmt.Errorf("badger store: max value size %d outside 1..%d (memtable %d bytes): %w", o.MaxValueSize, limit, o.MemTableSize, errdefs.ErrInvalid)
 	}
 	if o.HistoryEvents <= 0 {
 		o.HistoryEvents = DefaultHistoryEvents
@@ -138,8 +149,8 @@ func Open(opts Options) (*Store, error) {
 		WithSyncWrites(false). // the committer syncs once per group
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1). // keep the newest version at or below the discard ts
-		WithMemTableSize(memTableSize).
-		WithValueThreshold(1 << 20).
+		WithMemTableSize(opts.MemTableSize).
+		WithValueThreshold(min(1<<20, opts.MemTableSize*15/100)).
 		WithCompression(options.None).
 		WithBlockCacheSize(16 << 20).
 		WithIndexCacheSize(8 << 20).

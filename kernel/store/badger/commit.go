@@ -151,7 +151,7 @@ func (s *Store) Revoke(ctx context.Context, id int64) error {
 }
 
 // commitLoop is the only writer to Badger. It groups whatever requests are
-// queued (up to maxBatchOps / maxBatchBytes) into one commit; requests that
+// queued (up to maxBatchOps requests or a tenth of the memtable) into one commit; requests that
 // the group cannot take (a key already written in it) open the next group.
 func (s *Store) commitLoop() {
 	defer s.commitWG.Done()
@@ -177,12 +177,12 @@ func (s *Store) commitLoop() {
 				}
 			}
 		}
-		size := 0
+		size, limit := 0, int(s.opts.groupBytes())
 		for _, r := range batch {
 			size += r.size()
 		}
 	drain:
-		for len(batch) < maxBatchOps && size < maxBatchBytes {
+		for len(batch) < maxBatchOps && size < limit {
 			select {
 			case r := <-s.reqs:
 				batch = append(batch, r)
