@@ -16,8 +16,11 @@ import (
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
 )
 
-// MinTTL is the shortest TTL a lease may have.
-const MinTTL = time.Second
+// MinTTL and MaxTTL bound a lease's TTL.
+const (
+	MinTTL = time.Second
+	MaxTTL = 10 * 365 * 24 * time.Hour
+)
 
 // Lessor holds lease deadlines and attached keys.
 type Lessor struct {
@@ -41,10 +44,10 @@ func New(now func() time.Time) *Lessor {
 	return &Lessor{now: now, leases: make(map[int64]*entry)}
 }
 
-// ValidateTTL reports ErrInvalid for a TTL under MinTTL.
+// ValidateTTL reports ErrInvalid for a TTL outside MinTTL..MaxTTL.
 func ValidateTTL(ttl time.Duration) error {
-	if ttl < MinTTL {
-		return fmt.Errorf("lease ttl %v is below the minimum %v: %w", ttl, MinTTL, errdefs.ErrInvalid)
+	if ttl < MinTTL || ttl > MaxTTL {
+		return fmt.Errorf("lease ttl %v outside %v..%v: %w", ttl, MinTTL, MaxTTL, errdefs.ErrInvalid)
 	}
 	return nil
 }

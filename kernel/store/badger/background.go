@@ -28,7 +28,7 @@ func (s *Store) leaseLoop() {
 		case <-t.C:
 		}
 		for _, id := range s.leases.Expired() {
-			err := s.Revoke(context.Background(), id)
+			err := s.revoke(context.Background(), id, true)
 			if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 				if !errors.Is(err, errdefs.ErrUnavailable) {
 					s.log.Error("revoke expired lease", "lease", id, "err", err)
@@ -80,11 +80,7 @@ func (s *Store) Compact(ctx context.Context, rev int64) error {
 	if err := s.submit(ctx, &request{kind: opCompact, ifRev: rev}); err != nil {
 		return fmt.Errorf("compact to %d: %w", rev, err)
 	}
-	// Readers see the new floor only once it is durable.
-	s.compacted.Store(rev)
-	s.hub.Compacted(rev)
-	s.db.SetDiscardTs(readTs(rev))
-	return s.purgeEvents(ctx, rev)
+	return s.purgeEvents(ctx, s.CompactedRevision())
 }
 
 // purgeEvents deletes event-log entries at or below rev, in chunks, so a

@@ -39,7 +39,7 @@ const (
 	DefaultLeaseCheckInterval = 500 * time.Millisecond
 	DefaultCompactionWindow   = 5 * time.Minute
 
-	DefaultMemTableSize       = 64 << 20
+	DefaultMemTableSize = 64 << 20
 
 	maxBatchOps = 1024
 )
@@ -214,6 +214,11 @@ func (s *Store) recover() error {
 			s.sub = uint16(item.Version() & 0xffff)
 		}
 	}
+	if s.committed.Load() == 0 {
+		if err := s.initialize(); err != nil {
+			return err
+		}
+	}
 	if s.opts.InMemory {
 		return nil
 	}
@@ -242,6 +247,28 @@ func (s *Store) recover() error {
 		id, _ := decodeU64(k[1:9])
 		s.leases.Attach(id, string(k[9:]))
 	}
+	return nil
+}
+
+// initialize starts a fresh store at revision 1 (compacted at 1, with no
+// event), as etcd does: a list of an empty store then says revision 1, and
+// a watch from it is not mistaken for "from now".
+func (s *Store) initialize() error {
+	txn := s.db.NewTransactionAt(0, true)
+	defer txn.Discard()
+	for _, k := range [][]byte{metaRev, metaCompact} {
+		if err := txn.Set(k, u64(1)); err != nil {
+			return fmt.Errorf("initialize store: %w", err)
+		}
+	}
+	if err := txn.CommitAt(version(1, 0), nil); err != nil {
+		return fmt.Errorf("initialize store: %w", err)
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("initialize store: %w", err)
+	}
+	s.committed.Store(1)
+	s.compacted.Store(1)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,9 @@ type request struct {
 	lease int64
 	ttl   time.Duration
 	revs  []int64
+	// expiry marks a revoke by the expiry loop: it is dropped if the lease
+	// was renewed after it was found expired.
+	expiry bool
 
 	kv   store.KV
 	prev store.KV
@@ -84,7 +88,7 @@ func (s *Store) Create(ctx context.Context, key string, value []byte, opts store
 	if err := s.checkValue(key, value); err != nil {
 		return store.KV{}, err
 	}
-	r := &request{kind: opCreate, key: key, value: value, lease: opts.Lease}
+	r := &request{kind: opCreate, key: key, value: bytes.Clone(value), lease: opts.Lease}
 	if err := s.submit(ctx, r); err != nil {
 		return store.KV{}, fmt.Errorf("create %s: %w", key, err)
 	}
@@ -99,7 +103,7 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, ifRevision
 	if ifRevision < 0 {
 		return store.KV{}, fmt.Errorf("update %s: revision precondition %d: %w", key, ifRevision, errdefs.ErrInvalid)
 	}
-	r := &request{kind: opUpdate, key: key, value: value, ifRev: ifRevision, lease: opts.Lease}
+	r := &request{kind: opUpdate, key: key, value: bytes.Clone(value), ifRev: ifRevision, lease: opts.Lease}
 	if err := s.submit(ctx, r); err != nil {
 		return store.KV{}, fmt.Errorf("update %s: %w", key, err)
 	}
@@ -143,7 +147,11 @@ func (s *Store) KeepAlive(ctx context.Context, id int64) error {
 
 // Revoke deletes a lease and the keys attached to it.
 func (s *Store) Revoke(ctx context.Context, id int64) error {
-	r := &request{kind: opRevoke, lease: id}
+	return s.revoke(ctx, id, false)
+}
+
+func (s *Store) revoke(ctx context.Context, id int64, expiry bool) error {
+	r := &request{kind: opRevoke, lease: id, expiry: expiry}
 	if err := s.submit(ctx, r); err != nil {
 		return fmt.Errorf("revoke lease %d: %w", id, err)
 	}
@@ -218,6 +226,8 @@ type group struct {
 	touched map[string]struct{}
 	entries []entry
 	events  []store.Event
+	// compactTo is the compaction this group makes durable, or 0.
+	compactTo int64
 }
 
 func (g *group) state(key string) (keyState, error) {
@@ -300,6 +310,12 @@ func (s *Store) commit(batch []*request) []*request {
 			close(r.done)
 		}
 		return nil
+	}
+	if g.compactTo > 0 {
+		// Readers see the new floor only once it is durable.
+		s.compacted.Store(g.compactTo)
+		s.hub.Compacted(g.compactTo)
+		s.db.SetDiscardTs(readTs(g.compactTo))
 	}
 	s.hub.Publish(g.events)
 	for _, r := range done {
@@ -389,6 +405,9 @@ func (g *group) apply(r *request) error {
 		if !g.s.leases.Exists(r.lease) {
 			return fmt.Errorf("lease %d: %w", r.lease, errdefs.ErrNotFound)
 		}
+		if r.expiry && g.s.leases.Live(r.lease) {
+			return nil // renewed since it was found expired
+		}
 		for _, key := range g.s.leases.Keys(r.lease) {
 			st, err := g.state(key)
 			if err != nil {
@@ -402,6 +421,12 @@ func (g *group) apply(r *request) error {
 		g.s.leases.Remove(r.lease)
 		return nil
 	case opCompact:
+		// Checked here, where compactions are serialised, so the
+		// compacted revision only ever rises.
+		if r.ifRev <= max(g.s.compacted.Load(), g.compactTo) {
+			return nil
+		}
+		g.compactTo = r.ifRev
 		g.set(metaCompact, u64(r.ifRev))
 		return nil
 	case opPurgeEvents:

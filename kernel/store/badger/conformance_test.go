@@ -17,7 +17,7 @@ import (
 const (
 	conformanceBookmarkInterval   = 200 * time.Millisecond
 	conformanceLeaseCheckInterval = 50 * time.Millisecond
-	conformanceWatchBuffer        = 256
+	conformanceWatchBuffer        = 1024
 )
 
 func TestConformance(t *testing.T) {

@@ -65,15 +65,24 @@ func sameKVs(a, b []store.KV) bool {
 	return true
 }
 
-// TestReopenKeepsState checks that keys, values, revisions, history after the
-// compacted revision, the compacted revision and leases survive Close and
-// Open on the same directory.
-func TestReopenKeepsState(t *testing.T) {
-	dir := t.TempDir()
+// reopenState is what TestReopenKeepsState wrote before closing the store.
+type reopenState struct {
+	lease     int64
+	compactAt int64  // the compacted revision
+	middle    int64  // a retained revision between compactAt and rev
+	rev       int64  // the last revision
+	current   kvList // the keys at rev
+	atMiddle  kvList // the keys at middle
+}
+
+// writeReopenState makes keys with and without a lease, updates, a delete
+// and a compaction, and records the result.
+func writeReopenState(t *testing.T, s *tbadger.Store) reopenState {
+	t.Helper()
 	ctx := t.Context()
-	s := openDir(t, dir)
-	lease, err := s.Grant(ctx, time.Minute)
-	if err != nil {
+	var st reopenState
+	var err error
+	if st.lease, err = s.Grant(ctx, time.Minute); err != nil {
 		t.Fatalf("Grant: %v", err)
 	}
 	var last store.KV
@@ -81,14 +90,14 @@ func TestReopenKeepsState(t *testing.T) {
 		key := store.Key("pods", "ns", fmt.Sprintf("p%d", i))
 		opts := store.WriteOptions{}
 		if i%3 == 0 {
-			opts.Lease = lease
+			opts.Lease = st.lease
 		}
 		if last, err = s.Create(ctx, key, fmt.Appendf(nil, "v%d", i), opts); err != nil {
 			t.Fatalf("Create(%q): %v", key, err)
 		}
 	}
-	compactAt := last.ModRevision
-	for i := range 5 {
+	st.compactAt = last.ModRevision
+	for i := range 5 { // p0 and p3 lose their lease
 		key := store.Key("pods", "ns", fmt.Sprintf("p%d", i))
 		if _, err := s.Update(ctx, key, fmt.Appendf(nil, "v%d-updated", i), 0, store.WriteOptions{}); err != nil {
 			t.Fatalf("Update(%q): %v", key, err)
@@ -97,16 +106,28 @@ func TestReopenKeepsState(t *testing.T) {
 	if _, _, err := s.Delete(ctx, store.Key("pods", "ns", "p7"), 0); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	middle := s.Revision()
+	st.middle = s.Revision()
 	if _, err := s.Update(ctx, store.Key("pods", "ns", "p8"), []byte("after middle"), 0, store.WriteOptions{}); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
-	if err := s.Compact(ctx, compactAt); err != nil {
-		t.Fatalf("Compact(%d): %v", compactAt, err)
+	if err := s.Compact(ctx, st.compactAt); err != nil {
+		t.Fatalf("Compact(%d): %v", st.compactAt, err)
 	}
-	rev := s.Revision()
-	before := listOrFail(t, s, 0)
-	beforeMiddle := listOrFail(t, s, middle)
+	st.rev = s.Revision()
+	st.current = listOrFail(t, s, 0)
+	st.atMiddle = listOrFail(t, s, st.middle)
+	return st
+}
+
+// TestReopenKeepsState checks that keys, values, revisions, history after the
+// compacted revision, the compacted revision and leases survive Close and
+// Open on the same directory.
+func TestReopenKeepsState(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	s := openDir(t, dir)
+	st := writeReopenState(t, s)
+	lease, compactAt, middle, rev, before, beforeMiddle := st.lease, st.compactAt, st.middle, st.rev, st.current, st.atMiddle
 	closeStore(t, s)
 
 	s = openDir(t, dir)
@@ -228,4 +249,37 @@ func listOrFail(t testing.TB, s store.Store, rev int64) kvList {
 		t.Fatalf("List at revision %d: %v", rev, err)
 	}
 	return res.KVs
+}
+
+// TestReopenLongLease checks that any TTL Grant accepts also survives a
+// restart: the lease is still there, with its key.
+func TestReopenLongLease(t *testing.T) {
+	ttls := []time.Duration{time.Hour, 50 * 365 * 24 * time.Hour, time.Duration(1 << 62)}
+	for _, ttl := range ttls {
+		t.Run(ttl.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			ctx := t.Context()
+			s := openDir(t, dir)
+			lease, err := s.Grant(ctx, ttl)
+			if errors.Is(err, errdefs.ErrInvalid) {
+				return // refusing a TTL is allowed; accepting one it cannot reload is not
+			}
+			if err != nil {
+				t.Fatalf("Grant(%v): %v", ttl, err)
+			}
+			key := store.Key("pods", "ns", "leased")
+			if _, err := s.Create(ctx, key, []byte("v"), store.WriteOptions{Lease: lease}); err != nil {
+				t.Fatalf("Create: %v", err)
+			}
+			closeStore(t, s)
+
+			s = openDir(t, dir)
+			if err := s.KeepAlive(ctx, lease); err != nil {
+				t.Fatalf("KeepAlive after reopen: %v", err)
+			}
+			if kv, err := s.Get(ctx, key); err != nil || kv.Lease != lease {
+				t.Fatalf("Get after reopen = %v, %v; want the key with lease %d", kvList{kv}, err, lease)
+			}
+		})
+	}
 }

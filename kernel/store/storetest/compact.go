@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
@@ -91,6 +93,7 @@ func testCompactCurrent(t *testing.T, s store.Store, _ config) {
 }
 
 func testCompactFuture(t *testing.T, s store.Store, _ config) {
+	initial := s.CompactedRevision()
 	a := create(t, s, podKey("ns", "a"), "a1")
 	a2 := update(t, s, a.Key, "a2", 0)
 	rev := s.Revision()
@@ -98,11 +101,37 @@ func testCompactFuture(t *testing.T, s store.Store, _ config) {
 		err := s.Compact(t.Context(), future)
 		wantErr(t, err, errdefs.ErrFutureRevision, fmt.Sprintf("Compact(%d) at current revision %d", future, rev))
 	}
-	if got := s.CompactedRevision(); got != 0 {
-		t.Fatalf("CompactedRevision() after failed compactions = %d, want 0", got)
+	if got := s.CompactedRevision(); got != initial {
+		t.Fatalf("CompactedRevision() after failed compactions = %d, want %d", got, initial)
 	}
 	wantRevision(t, s, rev, "after failed compactions")
 	res := list(t, s, store.Root, store.ListOptions{Revision: a.ModRevision})
 	wantKVs(t, res.KVs, []store.KV{a}, "List at an old revision after failed compactions")
 	wantKV(t, get(t, s, a.Key), a2, "Get after failed compactions")
+}
+
+// testConcurrentCompact compacts to several revisions at once, round after
+// round: the compacted revision ends at the highest and never moves back.
+func testConcurrentCompact(t *testing.T, s store.Store, _ config) {
+	key := podKey("ns", "a")
+	kv := create(t, s, key, "0")
+	for round := range 10 {
+		revs := make([]int64, 6)
+		for i := range revs {
+			kv = update(t, s, key, fmt.Sprintf("%d-%d", round, i), 0)
+			revs[i] = kv.ModRevision
+		}
+		highest := revs[len(revs)-1]
+		rand.Shuffle(len(revs), func(i, j int) { revs[i], revs[j] = revs[j], revs[i] })
+		var wg sync.WaitGroup
+		for _, r := range revs {
+			wg.Go(func() { _ = s.Compact(t.Context(), r) }) // lower ones may fail: the contract leaves that open
+		}
+		wg.Wait()
+		if got := s.CompactedRevision(); got != highest {
+			t.Fatalf("round %d: CompactedRevision() after concurrent Compact to %v = %d, want %d", round, revs, got, highest)
+		}
+		_, err := s.List(t.Context(), store.Root, store.ListOptions{Revision: highest - 1})
+		wantErr(t, err, errdefs.ErrGone, fmt.Sprintf("round %d: List before the highest compacted revision", round))
+	}
 }

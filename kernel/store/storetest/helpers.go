@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -192,6 +193,11 @@ func wantEvents(t testing.TB, w store.Watcher, want ...store.Event) {
 
 // collect reads n non-bookmark events from w, for use off the test goroutine.
 func collect(w store.Watcher, n int) ([]store.Event, error) {
+	return collectCounting(w, n, new(atomic.Int64))
+}
+
+// collectCounting is collect that counts the events it has read in count.
+func collectCounting(w store.Watcher, n int, count *atomic.Int64) ([]store.Event, error) {
 	evs := make([]store.Event, 0, n)
 	timeout := time.After(3 * eventTimeout)
 	for len(evs) < n {
@@ -202,6 +208,7 @@ func collect(w store.Watcher, n int) ([]store.Event, error) {
 			}
 			if ev.Type != store.Bookmark {
 				evs = append(evs, ev)
+				count.Add(1)
 			}
 		case <-timeout:
 			return evs, fmt.Errorf("only %d of %d events within %v", len(evs), n, 3*eventTimeout)

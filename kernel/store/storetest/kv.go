@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -78,13 +79,38 @@ func testFailedWritesChangeNothing(t *testing.T, s store.Store, _ config) {
 	rev := s.Revision()
 	w := watch(t, s, store.Root, rev)
 	missing := podKey("ns", "missing")
+	failures := failingWrites(t.Context(), s, a, stale, missing)
+	for _, f := range failures {
+		t.Run(f.name, func(t *testing.T) {
+			wantErr(t, f.write(), f.want, f.name)
+			wantRevision(t, s, rev, "after a failed write")
+			wantKV(t, get(t, s, a.Key), a, "Get after a failed write")
+			_, err := s.Get(t.Context(), missing)
+			wantErr(t, err, errdefs.ErrNotFound, "Get of a key no write succeeded on")
+		})
+	}
+	// The first event after the failures is the next successful write, at
+	// the very next revision: the failures published nothing.
+	b := create(t, s, podKey("ns", "b"), "b1")
+	if b.ModRevision != rev+1 {
+		t.Fatalf("first successful write after failures got revision %d, want %d", b.ModRevision, rev+1)
+	}
+	wantEvents(t, w, added(b))
+}
+
+// failingWrite is a write that must fail with an error in category want.
+type failingWrite struct {
+	name  string
+	write func() error
+	want  error
+}
+
+// failingWrites lists one failing write of every kind, given the current
+// state a of a key, a stale revision of it, and a key missing that does not
+// exist.
+func failingWrites(ctx context.Context, s store.Store, a store.KV, stale int64, missing string) []failingWrite {
 	big := make([]byte, MaxValueSize+1)
-	ctx := t.Context()
-	failures := []struct {
-		name  string
-		write func() error
-		want  error
-	}{
+	return []failingWrite{
 		{"create existing", func() error {
 			_, err := s.Create(ctx, a.Key, []byte("x"), store.WriteOptions{})
 			return err
@@ -98,7 +124,7 @@ func testFailedWritesChangeNothing(t *testing.T, s store.Store, _ config) {
 			return err
 		}, errdefs.ErrConflict},
 		{"update future revision", func() error {
-			_, err := s.Update(ctx, a.Key, []byte("x"), rev+100, store.WriteOptions{})
+			_, err := s.Update(ctx, a.Key, []byte("x"), a.ModRevision+100, store.WriteOptions{})
 			return err
 		}, errdefs.ErrConflict},
 		{"delete stale", func() error {
@@ -142,22 +168,6 @@ func testFailedWritesChangeNothing(t *testing.T, s store.Store, _ config) {
 			return err
 		}, errdefs.ErrNotFound},
 	}
-	for _, f := range failures {
-		t.Run(f.name, func(t *testing.T) {
-			wantErr(t, f.write(), f.want, f.name)
-			wantRevision(t, s, rev, "after a failed write")
-			wantKV(t, get(t, s, a.Key), a, "Get after a failed write")
-			_, err := s.Get(t.Context(), missing)
-			wantErr(t, err, errdefs.ErrNotFound, "Get of a key no write succeeded on")
-		})
-	}
-	// The first event after the failures is the next successful write, at
-	// the very next revision: the failures published nothing.
-	b := create(t, s, podKey("ns", "b"), "b1")
-	if b.ModRevision != rev+1 {
-		t.Fatalf("first successful write after failures got revision %d, want %d", b.ModRevision, rev+1)
-	}
-	wantEvents(t, w, added(b))
 }
 
 func testCreateExisting(t *testing.T, s store.Store, _ config) {
@@ -259,28 +269,47 @@ func testRecreateAfterDelete(t *testing.T, s store.Store, _ config) {
 // slices nor hands out its own.
 func testValuesAreCopied(t *testing.T, s store.Store, _ config) {
 	key := podKey("ns", "a")
+	check := func(want, after string) {
+		t.Helper()
+		if got := get(t, s, key); string(got.Value) != want {
+			t.Fatalf("Get after mutating %s = %q, want %q", after, got.Value, want)
+		}
+		if res := list(t, s, "/registry/pods/", store.ListOptions{}); len(res.KVs) != 1 || string(res.KVs[0].Value) != want {
+			t.Fatalf("List after mutating %s = %s, want one value %q", after, fmtKVs(res.KVs), want)
+		}
+	}
+	// A first write, so that start is a revision to resume from.
+	start := create(t, s, "/registry/services/ns/first", "first").ModRevision
+	w := watch(t, s, "/registry/pods/", 0)
 	buf := []byte("original")
 	kv, err := s.Create(t.Context(), key, buf, store.WriteOptions{})
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	buf[0] = 'X'
-	kv.Value[1] = 'X'
-	got := get(t, s, key)
-	if string(got.Value) != "original" {
-		t.Fatalf("Get after mutating the written and returned slices = %q, want %q", got.Value, "original")
+	check("original", "the slice passed to Create")
+	if ev := next(t, w); string(ev.KV.Value) != "original" {
+		t.Fatalf("watch event after mutating the slice passed to Create = %s, want value %q", fmtEvent(ev), "original")
 	}
+	if ev := next(t, watch(t, s, "/registry/pods/", start)); string(ev.KV.Value) != "original" {
+		t.Fatalf("resumed watch event after mutating the slice passed to Create = %s, want value %q", fmtEvent(ev), "original")
+	}
+	kv.Value[1] = 'X'
+	check("original", "the slice Create returned")
+	got := get(t, s, key)
 	got.Value[2] = 'X'
-	res := list(t, s, store.Root, store.ListOptions{})
+	check("original", "the slice Get returned")
+	res := list(t, s, "/registry/pods/", store.ListOptions{})
 	res.KVs[0].Value[3] = 'X'
+	check("original", "the slice List returned")
 	buf = []byte("updated")
-	if _, err := s.Update(t.Context(), key, buf, 0, store.WriteOptions{}); err != nil {
+	if kv, err = s.Update(t.Context(), key, buf, 0, store.WriteOptions{}); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
 	buf[0] = 'X'
-	if got := get(t, s, key); string(got.Value) != "updated" {
-		t.Fatalf("Get after mutating the slices of Get, List and Update = %q, want %q", got.Value, "updated")
-	}
+	check("updated", "the slice passed to Update")
+	kv.Value[1] = 'X'
+	check("updated", "the slice Update returned")
 }
 
 var invalidKeys = []struct {
@@ -435,6 +464,46 @@ func testConcurrentCompareAndSwap(t *testing.T, s store.Store, _ config) {
 		CreateRevision: counter.ModRevision, ModRevision: counter.ModRevision + workers*increments}
 	wantKV(t, get(t, s, counter.Key), want, "counter after concurrent increments")
 	wantRevision(t, s, want.ModRevision, "after concurrent increments")
+}
+
+// testCloseDuringWrites closes the store while writers and a watcher are
+// busy: every call fails only with ErrUnavailable, and the watch ends.
+func testCloseDuringWrites(t *testing.T, s store.Store, _ config) {
+	const writers = 4
+	w := watch(t, s, store.Root, 0)
+	started := make(chan struct{}, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			key := podKey("ns", fmt.Sprintf("w%d", i))
+			for n := 0; ; n++ {
+				var err error
+				if n == 0 {
+					_, err = s.Create(t.Context(), key, []byte("0"), store.WriteOptions{})
+				} else {
+					_, err = s.Update(t.Context(), key, []byte(strconv.Itoa(n)), 0, store.WriteOptions{})
+				}
+				if n == 0 {
+					started <- struct{}{}
+				}
+				if err != nil {
+					if !errors.Is(err, errdefs.ErrUnavailable) {
+						t.Errorf("write %d of %s during Close: error %v, want ErrUnavailable", n, key, err)
+					}
+					return
+				}
+			}
+		})
+	}
+	for range writers {
+		<-started
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close during writes: %v", err)
+	}
+	wg.Wait()
+	waitClosed(t, w)
+	wantErr(t, w.Err(), errdefs.ErrUnavailable, "Err() of a watch ended by Close")
 }
 
 // testClosed checks that every call on a closed store fails with

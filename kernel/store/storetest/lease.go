@@ -110,12 +110,23 @@ func testLeaseAttach(t *testing.T, s store.Store, _ config) {
 	if err != nil || c2.Lease != id {
 		t.Fatalf("Update attaching a lease = %s, %v; want lease %d", fmtKV(c2), err, id)
 	}
-	wantKVs(t, list(t, s, store.Root, store.ListOptions{}).KVs, []store.KV{a2, b2, c2}, "List shows leases")
+	other := grant(t, s, time.Minute)
+	d := createWithLease(t, s, podKey("ns", "d"), "d1", id)
+	d2, err := s.Update(t.Context(), d.Key, []byte("d2"), 0, store.WriteOptions{Lease: other})
+	if err != nil || d2.Lease != other {
+		t.Fatalf("Update moving to another lease = %s, %v; want lease %d", fmtKV(d2), err, other)
+	}
+	wantKVs(t, list(t, s, store.Root, store.ListOptions{}).KVs, []store.KV{a2, b2, c2, d2}, "List shows leases")
 
 	if err := s.Revoke(t.Context(), id); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
-	wantKVs(t, list(t, s, store.Root, store.ListOptions{}).KVs, []store.KV{b2}, "List after Revoke (only the detached key remains)")
+	wantKVs(t, list(t, s, store.Root, store.ListOptions{}).KVs, []store.KV{b2, d2},
+		"List after Revoke (only the detached and the moved key remain)")
+	if err := s.Revoke(t.Context(), other); err != nil {
+		t.Fatalf("Revoke of the other lease: %v", err)
+	}
+	wantKVs(t, list(t, s, store.Root, store.ListOptions{}).KVs, []store.KV{b2}, "List after revoking the other lease")
 }
 
 func testLeaseRevoke(t *testing.T, s store.Store, _ config) {

@@ -38,7 +38,7 @@ func WithBookmarks(interval time.Duration) Option {
 
 // WithWatchBuffer declares that the stores cut a watcher off with ErrTooSlow
 // once it has n unread events, and enables the slow-watcher check (which
-// writes about 2n events).
+// writes about 2n events). n must be at least 400 (see Run).
 func WithWatchBuffer(n int) Option {
 	return func(c *config) { c.watchBuffer = n }
 }
@@ -54,8 +54,13 @@ func WithLeaseGrace(d time.Duration) Option {
 // a fresh, empty store configured with MaxValueSize as its value limit; open
 // registers the store's cleanup on the testing.TB it is given, and that
 // cleanup must tolerate a store the suite has already closed (Close then
-// returns nil or ErrUnavailable). Subtests that wait for lease TTLs run in
-// parallel with each other, so open must be safe to call concurrently.
+// returns nil or ErrUnavailable). Subtests that wait on real time (lease
+// TTLs, bookmarks) run in parallel with each other, so open must be safe to
+// call concurrently.
+//
+// A store may cut off a watcher that falls behind, but one subtest writes 400
+// events in a burst from 8 goroutines to watchers that read as fast as they
+// are scheduled; the stores must let a watcher fall at least that far behind.
 func Run(t *testing.T, open func(t testing.TB) store.Store, opts ...Option) {
 	cfg := config{leaseGrace: 2 * time.Second}
 	for _, o := range opts {
@@ -107,6 +112,8 @@ func Run(t *testing.T, open func(t testing.TB) store.Store, opts ...Option) {
 		{name: "Compact", fn: testCompact},
 		{name: "CompactCurrent", fn: testCompactCurrent},
 		{name: "CompactFuture", fn: testCompactFuture},
+		{name: "FreshStore", fn: testFreshStore},
+		{name: "ConcurrentCompact", fn: testConcurrentCompact},
 
 		{name: "LeaseGrant", fn: testLeaseGrant},
 		{name: "LeaseAttach", fn: testLeaseAttach},
@@ -116,6 +123,7 @@ func Run(t *testing.T, open func(t testing.TB) store.Store, opts ...Option) {
 		{name: "LeaseExpiry", fn: testLeaseExpiry, slow: true},
 
 		{name: "Closed", fn: testClosed},
+		{name: "CloseDuringWrites", fn: testCloseDuringWrites},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,4 +133,27 @@ func Run(t *testing.T, open func(t testing.TB) store.Store, opts ...Option) {
 			tt.fn(t, open(t), cfg)
 		})
 	}
+}
+
+// testFreshStore pins the starting point every backend shares with etcd: a
+// fresh store is at revision 1, so a list of an empty store returns a
+// revision that a watch can start from without meaning "from now".
+func testFreshStore(t *testing.T, s store.Store, _ config) {
+	if got := s.Revision(); got != 1 {
+		t.Fatalf("fresh store Revision() = %d, want 1", got)
+	}
+	res, err := s.List(t.Context(), store.Root, store.ListOptions{})
+	if err != nil || res.Revision != 1 || len(res.KVs) != 0 {
+		t.Fatalf("List of a fresh store = %d keys at revision %d, err %v; want 0 keys at revision 1", len(res.KVs), res.Revision, err)
+	}
+	w, err := s.Watch(t.Context(), store.Root, res.Revision)
+	if err != nil {
+		t.Fatalf("Watch from the fresh list's revision: %v", err)
+	}
+	defer w.Stop()
+	kv := create(t, s, podKey("ns", "first"), "v")
+	if kv.ModRevision != 2 {
+		t.Fatalf("first write at revision %d, want 2", kv.ModRevision)
+	}
+	wantEvents(t, w, added(kv))
 }

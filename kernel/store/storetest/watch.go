@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -276,32 +277,55 @@ func testWatchContextCancel(t *testing.T, s store.Store, _ config) {
 }
 
 // testWatchSlowConsumer checks that a watcher that does not read is cut off
-// with ErrTooSlow, without stalling writers or other watchers.
+// with ErrTooSlow, without stalling writers or a watcher that reads.
 func testWatchSlowConsumer(t *testing.T, s store.Store, cfg config) {
 	if cfg.watchBuffer <= 0 {
 		t.Skip("the backend's watch buffer is unknown; enable with storetest.WithWatchBuffer")
 	}
-	writes := 2*cfg.watchBuffer + 10
+	const writers = 4
+	perWriter := (2*cfg.watchBuffer + 10 + writers - 1) / writers
+	total := writers * perWriter
 	start := s.Revision()
 	slow := watch(t, s, store.Root, start)
 	fast := watch(t, s, store.Root, start)
+
+	// Writers never get more than half a buffer ahead of the reading
+	// watcher, so it cannot be cut off however the goroutines are
+	// scheduled, while the unread one falls ever further behind.
+	var read, written atomic.Int64
+	fastDone := make(chan struct{})
 	var fastEvents []store.Event
 	var fastErr error
-	var readers sync.WaitGroup
-	readers.Go(func() { fastEvents, fastErr = collect(fast, writes) })
-
-	rec := &recorder{events: map[int64]store.Event{}}
-	done := make(chan struct{})
 	go func() {
-		defer close(done)
-		writeKey(t, s, rec, podKey("ns", "flood"), writes, func() {})
+		defer close(fastDone)
+		fastEvents, fastErr = collectCounting(fast, total, &read)
+	}()
+	pace := func() {
+		written.Add(1)
+		for written.Load()-read.Load() >= int64(cfg.watchBuffer/2) {
+			select {
+			case <-fastDone:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	rec := &recorder{events: map[int64]store.Event{}}
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() { writeKey(t, s, rec, podKey("ns", fmt.Sprintf("flood%d", i)), perWriter, pace) })
+	}
+	writesDone := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(writesDone)
 	}()
 	select {
-	case <-done:
+	case <-writesDone:
 	case <-time.After(6 * eventTimeout):
 		t.Fatal("writes stalled behind a watcher that does not read")
 	}
-	readers.Wait()
+	<-fastDone
 	if t.Failed() {
 		return
 	}
@@ -318,8 +342,8 @@ func testWatchSlowConsumer(t *testing.T, s store.Store, cfg config) {
 			got = append(got, ev)
 		}
 	}
-	if len(got) >= writes {
-		t.Fatalf("unread watcher with a buffer of %d delivered all %d events", cfg.watchBuffer, writes)
+	if len(got) >= total {
+		t.Fatalf("unread watcher with a buffer of %d delivered all %d events", cfg.watchBuffer, total)
 	}
 	if err := checkSequence(got, start, rec.events); err != nil {
 		t.Fatalf("events delivered before the cut-off: %v", err)
