@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -67,12 +68,14 @@ type storeConfig struct {
 	trace      string
 	dir        string
 	etcdInProc bool
+	rounds     int
 }
 
 func parseStoreFlags(args []string) (storeConfig, error) {
 	var cfg storeConfig
 	fs := flag.NewFlagSet("tugbench store", flag.ContinueOnError)
-	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured time of each workload")
+	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time of each workload in each round")
+	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds of the whole comparison, alternating which store goes first; RESULT reports the median of the rounds")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured warm-up before each workload")
 	clients := fs.String("clients", "1,64", "comma-separated concurrent client counts for the create workload")
 	fs.IntVar(&cfg.watchers, "watchers", 1000, "watchers on one prefix in the fan-out workload")
@@ -97,6 +100,8 @@ func parseStoreFlags(args []string) (storeConfig, error) {
 		cfg.clients = append(cfg.clients, n)
 	}
 	switch {
+	case cfg.rounds < 1:
+		return cfg, fmt.Errorf("-rounds %d: want at least 1: %w", cfg.rounds, errdefs.ErrInvalid)
 	case cfg.duration <= 0 || cfg.warmup < 0:
 		return cfg, fmt.Errorf("-duration must be positive and -warmup not negative: %w", errdefs.ErrInvalid)
 	case cfg.watchers < 0:
@@ -134,20 +139,69 @@ func runStore(args []string) error {
 		values[i] = make([]byte, cfg.valueSize)
 		rand.Read(values[i])
 	}
-	var tug, etc *storeResults
-	if cfg.only != "etcd" {
-		if tug, err = benchTugboat(ctx, cfg, values); err != nil {
-			return fmt.Errorf("tugboat: %w", err)
+	// Background load on a shared machine drifts; alternating which store
+	// goes first and taking the median of the rounds keeps the drift from
+	// favouring either side.
+	var rounds [][4]float64
+	for round := 1; round <= cfg.rounds; round++ {
+		var tug, etc *storeResults
+		runTug := func() error {
+			if cfg.only == "etcd" {
+				return nil
+			}
+			tug, err = benchTugboat(ctx, cfg, values)
+			runtime.GC()
+			return err
 		}
-		runtime.GC()
-	}
-	if cfg.only != "tugboat" {
-		if etc, err = benchEtcd(ctx, cfg, values); err != nil {
-			return fmt.Errorf("etcd: %w", err)
+		runEtcd := func() error {
+			if cfg.only == "tugboat" {
+				return nil
+			}
+			etc, err = benchEtcd(ctx, cfg, values)
+			runtime.GC()
+			return err
 		}
+		first, second := runTug, runEtcd
+		if round%2 == 0 {
+			first, second = runEtcd, runTug
+		}
+		if err := first(); err != nil {
+			return err
+		}
+		if err := second(); err != nil {
+			return err
+		}
+		fmt.Printf("\n== round %d of %d\n", round, cfg.rounds)
+		printResults(os.Stdout, cfg, tug, etc)
+		rounds = append(rounds, resultValues(tug, etc))
 	}
-	printResults(os.Stdout, cfg, tug, etc)
+	fmt.Println()
+	fmt.Println(formatResult(medians(rounds)))
 	return nil
+}
+
+// medians returns the per-field median over rounds (NaN fields sort last).
+func medians(rounds [][4]float64) [4]float64 {
+	var out [4]float64
+	for f := range out {
+		col := make([]float64, len(rounds))
+		for i, r := range rounds {
+			col[i] = r[f]
+		}
+		slices.SortFunc(col, func(a, b float64) int {
+			switch {
+			case math.IsNaN(a) && math.IsNaN(b):
+				return 0
+			case math.IsNaN(a):
+				return 1
+			case math.IsNaN(b):
+				return -1
+			}
+			return cmp.Compare(a, b)
+		})
+		out[f] = col[len(col)/2]
+	}
+	return out
 }
 
 // benchTugboat runs the workloads against a fresh durable Badger store,
@@ -715,12 +769,20 @@ func printResults(w io.Writer, cfg storeConfig, tug, etc *storeResults) {
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, resultLine(tug, etc))
+	fmt.Fprintln(w, "round: "+formatResult(resultValues(tug, etc)))
 }
 
-// resultLine compares Tugboat with etcd over gRPC; a value that cannot be
-// computed from this run (store or client count not run) is NaN.
-func resultLine(tug, etc *storeResults) string {
+// formatResult prints the RESULT line.
+func formatResult(v [4]float64) string {
+	f := func(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) }
+	return fmt.Sprintf("RESULT store_writes_c64_ratio=%s store_p99_c1_ratio=%s store_p99_c64_ratio=%s watch_p99_ms=%s",
+		f(v[0]), f(v[1]), f(v[2]), f(v[3]))
+}
+
+// resultValues compares Tugboat with etcd over gRPC: writes/s ratio at 64
+// clients, p99 ratios at 1 and 64 clients, and Tugboat's watch p99 in ms.
+// A value that cannot be computed from this run is NaN.
+func resultValues(tug, etc *storeResults) [4]float64 {
 	find := func(res *storeResults, clients int) (createResult, bool) {
 		if res == nil {
 			return createResult{}, false
@@ -732,19 +794,18 @@ func resultLine(tug, etc *storeResults) string {
 		}
 		return createResult{}, false
 	}
-	ratio := func(clients int, f func(createResult) float64) string {
+	ratio := func(clients int, f func(createResult) float64) float64 {
 		a, okA := find(tug, clients)
 		b, okB := find(etc, clients)
 		if !okA || !okB || f(b) == 0 {
-			return "NaN"
+			return math.NaN()
 		}
-		return strconv.FormatFloat(f(a)/f(b), 'f', 2, 64)
+		return f(a) / f(b)
 	}
 	p99 := func(r createResult) float64 { return float64(percentile(r.lat, 0.99)) }
-	watch := "NaN"
+	watch := math.NaN()
 	if tug != nil && tug.watch != nil && len(tug.watch.ackLat) > 0 {
-		watch = ms(percentile(tug.watch.ackLat, 0.99))
+		watch = float64(percentile(tug.watch.ackLat, 0.99)) / float64(time.Millisecond)
 	}
-	return fmt.Sprintf("RESULT store_writes_c64_ratio=%s store_p99_c1_ratio=%s store_p99_c64_ratio=%s watch_p99_ms=%s",
-		ratio(64, createResult.opsPerSec), ratio(1, p99), ratio(64, p99), watch)
+	return [4]float64{ratio(64, createResult.opsPerSec), ratio(1, p99), ratio(64, p99), watch}
 }
