@@ -28,6 +28,8 @@
 // Messages are JSON unless a kind's section says otherwise.
 package hostapi
 
+import "encoding/json"
+
 // ABIVersion is the version of this contract. Every module exports
 // ExportABIVersion returning it; the host refuses any other value.
 const ABIVersion = 1
@@ -168,8 +170,8 @@ type ListResponse struct {
 	Items []RawObject `json:"items"`
 }
 
-// RawObject is one object's JSON, passed through untouched.
-type RawObject = []byte
+// RawObject is one object's JSON, embedded as JSON (not base64).
+type RawObject = json.RawMessage
 
 // WriteRequest changes one object.
 type WriteRequest struct {
@@ -181,7 +183,7 @@ type WriteRequest struct {
 	// Subresource is "", "status" or "scale".
 	Subresource string `json:"subresource,omitempty"`
 	// Object is the object for create/update, the patch for patch.
-	Object []byte `json:"object,omitempty"`
+	Object json.RawMessage `json:"object,omitempty"`
 	// PatchType is a Kubernetes patch content type for VerbPatch.
 	PatchType string `json:"patchType,omitempty"`
 }

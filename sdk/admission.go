@@ -1,0 +1,289 @@
+package sdk
+
+import (
+	"encoding/base64"
+	"errors"
+	"strconv"
+
+	"github.com/tugboat-dev/tugboat/sdk/rawjson"
+)
+
+// Operation is the kind of write being admitted.
+type Operation string
+
+// Operations an AdmissionRequest may carry.
+const (
+	Create  Operation = "CREATE"
+	Update  Operation = "UPDATE"
+	Delete  Operation = "DELETE"
+	Connect Operation = "CONNECT"
+)
+
+// GroupVersionKind names an object's type.
+type GroupVersionKind struct {
+	Group, Version, Kind string
+}
+
+// GroupVersionResource names a resource.
+type GroupVersionResource struct {
+	Group, Version, Resource string
+}
+
+// UserInfo is the caller of a request.
+type UserInfo struct {
+	Username string
+	UID      string
+	Groups   []string
+}
+
+// AdmissionRequest mirrors the fields of admission.k8s.io/v1
+// AdmissionRequest that policies use. Object, OldObject and Options alias
+// the input buffer: they are valid only during the call (copy what you keep).
+type AdmissionRequest struct {
+	UID         string
+	Kind        GroupVersionKind
+	Resource    GroupVersionResource
+	SubResource string
+	Name        string
+	Namespace   string
+	Operation   Operation
+	UserInfo    UserInfo
+	// Object is the new object (empty for DELETE).
+	Object rawjson.Value
+	// OldObject is the existing object (empty for CREATE).
+	OldObject rawjson.Value
+	DryRun    bool
+	// Options is the operation's options object (CreateOptions, ...).
+	Options rawjson.Value
+}
+
+// PatchTypeJSONPatch is the only patch type admission responses carry.
+const PatchTypeJSONPatch = "JSONPatch"
+
+// AdmissionResponse mirrors admission.k8s.io/v1 AdmissionResponse. Build it
+// with Allowed, Denied or Patched; the SDK fills in the request's UID.
+type AdmissionResponse struct {
+	UID     string
+	Allowed bool
+	// Result explains a denial (the message kubectl shows).
+	Result *Status
+	// Patch is an RFC 6902 JSON patch document for mutating plugins.
+	Patch []byte
+	// PatchType is PatchTypeJSONPatch when Patch is set (filled in by the SDK).
+	PatchType        string
+	Warnings         []string
+	AuditAnnotations map[string]string
+}
+
+// Status is the subset of metav1.Status a response carries.
+type Status struct {
+	Message string
+	Reason  string
+	Code    int32
+}
+
+// Allowed admits the request unchanged.
+func Allowed() *AdmissionResponse { return &AdmissionResponse{Allowed: true} }
+
+// Denied rejects the request with msg (HTTP 403 Forbidden, like a
+// Kubernetes webhook denial).
+func Denied(msg string) *AdmissionResponse {
+	return &AdmissionResponse{Result: &Status{Message: msg, Reason: "Forbidden", Code: 403}}
+}
+
+// Patched admits the request with the changes in p; an empty patch is a
+// plain Allowed.
+func Patched(p *Patch) *AdmissionResponse {
+	r := Allowed()
+	if p != nil && p.Len() > 0 {
+		r.Patch = p.Bytes()
+		r.PatchType = PatchTypeJSONPatch
+	}
+	return r
+}
+
+// failed is the response for a plugin error: a denial with code 500 that the
+// host recognises as a failure of the plugin.
+func failed(uid string, err error) *AdmissionResponse {
+	return &AdmissionResponse{UID: uid, Result: &Status{Message: err.Error(), Reason: "InternalError", Code: 500}}
+}
+
+// errBadRequest reports an input that is not an AdmissionRequest.
+var errBadRequest = errors.New("sdk: malformed admission request")
+
+// DecodeAdmissionRequest parses an admission.k8s.io/v1 AdmissionRequest.
+// Fields outside the mirror are skipped; the result aliases in.
+func DecodeAdmissionRequest(in []byte) (*AdmissionRequest, error) {
+	v := rawjson.Value(in)
+	if v.Kind() != rawjson.Object {
+		return nil, errBadRequest
+	}
+	req := &AdmissionRequest{}
+	var bad string
+	err := v.EachMember(func(key []byte, val rawjson.Value) bool {
+		ok := true
+		switch string(key) {
+		case "uid":
+			req.UID, ok = optString(val)
+		case "kind":
+			g, v, k := triple(val, "kind")
+			req.Kind = GroupVersionKind{g, v, k}
+		case "resource":
+			g, v, r := triple(val, "resource")
+			req.Resource = GroupVersionResource{g, v, r}
+		case "subResource":
+			req.SubResource, ok = optString(val)
+		case "name":
+			req.Name, ok = optString(val)
+		case "namespace":
+			req.Namespace, ok = optString(val)
+		case "operation":
+			var s string
+			s, ok = optString(val)
+			req.Operation = Operation(s)
+		case "userInfo":
+			req.UserInfo = decodeUserInfo(val)
+		case "object":
+			req.Object = nonNull(val)
+		case "oldObject":
+			req.OldObject = nonNull(val)
+		case "dryRun":
+			req.DryRun, _ = val.Bool()
+		case "options":
+			req.Options = nonNull(val)
+		}
+		if !ok {
+			bad = string(key)
+		}
+		return ok
+	})
+	if bad != "" {
+		return nil, errors.New("sdk: admission request field " + strconv.Quote(bad) + " is not a string")
+	}
+	if err != nil {
+		return nil, errBadRequest
+	}
+	return req, nil
+}
+
+func decodeUserInfo(v rawjson.Value) UserInfo {
+	u := UserInfo{Username: member(v, "username"), UID: member(v, "uid")}
+	if g, ok := v.Get("groups"); ok {
+		for _, e := range g.Elems() {
+			if s, ok := e.String(); ok {
+				u.Groups = append(u.Groups, s)
+			}
+		}
+	}
+	return u
+}
+
+// triple reads {"group", "version", third} in one pass.
+func triple(v rawjson.Value, third string) (group, version, name string) {
+	_ = v.EachMember(func(key []byte, val rawjson.Value) bool {
+		switch string(key) {
+		case "group":
+			group, _ = val.String()
+		case "version":
+			version, _ = val.String()
+		case third:
+			name, _ = val.String()
+		}
+		return true
+	})
+	return group, version, name
+}
+
+// member returns the string member key of object v, or "".
+func member(v rawjson.Value, key string) string {
+	m, ok := v.Get(key)
+	if !ok {
+		return ""
+	}
+	s, _ := m.String()
+	return s
+}
+
+// optString returns a string value; null counts as "".
+func optString(v rawjson.Value) (string, bool) {
+	if v.IsNull() {
+		return "", true
+	}
+	return v.String()
+}
+
+func nonNull(v rawjson.Value) rawjson.Value {
+	if v.IsNull() {
+		return nil
+	}
+	return v
+}
+
+// AppendJSON appends r as admission.k8s.io/v1 AdmissionResponse JSON.
+func (r *AdmissionResponse) AppendJSON(dst []byte) []byte { return r.appendJSON(dst, "") }
+
+// appendJSON is AppendJSON with uid standing in for an empty r.UID (so a
+// shared response value is never written to).
+func (r *AdmissionResponse) appendJSON(dst []byte, uid string) []byte {
+	if r.UID != "" {
+		uid = r.UID
+	}
+	dst = append(dst, `{"uid":`...)
+	dst = rawjson.AppendString(dst, uid)
+	if r.Allowed {
+		dst = append(dst, `,"allowed":true`...)
+	} else {
+		dst = append(dst, `,"allowed":false`...)
+	}
+	if s := r.Result; s != nil {
+		dst = append(dst, `,"status":{"metadata":{}`...)
+		if s.Message != "" {
+			dst = append(dst, `,"message":`...)
+			dst = rawjson.AppendString(dst, s.Message)
+		}
+		if s.Reason != "" {
+			dst = append(dst, `,"reason":`...)
+			dst = rawjson.AppendString(dst, s.Reason)
+		}
+		if s.Code != 0 {
+			dst = append(dst, `,"code":`...)
+			dst = strconv.AppendInt(dst, int64(s.Code), 10)
+		}
+		dst = append(dst, '}')
+	}
+	if len(r.Patch) > 0 {
+		dst = append(dst, `,"patch":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, r.Patch)
+		dst = append(dst, `","patchType":`...)
+		pt := r.PatchType
+		if pt == "" {
+			pt = PatchTypeJSONPatch
+		}
+		dst = rawjson.AppendString(dst, pt)
+	}
+	if len(r.AuditAnnotations) > 0 {
+		dst = append(dst, `,"auditAnnotations":{`...)
+		first := true
+		for k, v := range r.AuditAnnotations {
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = rawjson.AppendString(dst, k)
+			dst = append(dst, ':')
+			dst = rawjson.AppendString(dst, v)
+		}
+		dst = append(dst, '}')
+	}
+	if len(r.Warnings) > 0 {
+		dst = append(dst, `,"warnings":[`...)
+		for i, w := range r.Warnings {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = rawjson.AppendString(dst, w)
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, '}')
+}
