@@ -8,13 +8,13 @@ GO ?= go
 GOFMT ?= gofmt
 # How long `make fuzz` runs each fuzz target.
 FUZZTIME ?= 20s
-# Extra flags for the benchmark programs, e.g. `make bench-store BENCHFLAGS='-writers 64'`.
+# Extra flags for the benchmark programs, e.g. `make bench-store BENCHFLAGS='-rounds 5 -duration 10s'`.
 BENCHFLAGS ?=
 
 # Every bench-* target in this file; `make bench` runs them one after another.
 BENCH_TARGETS := $(shell sed -n 's/^\(bench-[a-z0-9-]*\):.*/\1/p' $(firstword $(MAKEFILE_LIST)))
 
-.PHONY: help build test bench $(BENCH_TARGETS) fuzz lint check run clean
+.PHONY: help build test bench $(BENCH_TARGETS) fuzz lint check run kubectl clean
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -22,7 +22,7 @@ help: ## list the targets
 		sed -E 's/^([a-z0-9-]+):.*## (.*)/\1\t\2/' | \
 		awk -F '\t' '{ printf "  %-12s %s\n", $$1, $$2 }'
 
-build: ## build bin/tugboat (once cmd/tugboat exists) and every package
+build: plugins ## build bin/tugboat (once cmd/tugboat exists), every package and the plugins
 	@if [ -d cmd/tugboat ]; then \
 		echo "$(GO) build -o bin/tugboat ./cmd/tugboat"; \
 		$(GO) build -o bin/tugboat ./cmd/tugboat; \
@@ -31,8 +31,18 @@ build: ## build bin/tugboat (once cmd/tugboat exists) and every package
 	fi
 	$(GO) build ./...
 
-test: ## run every test with the race detector
+test: plugins ## build the plugins, then run every test with the race detector
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+.PHONY: plugins
+plugins: ## build every main package under plugins/ to bin/plugins/<name>.wasm (wasip1/wasm, c-shared)
+	@mkdir -p bin/plugins
+	@dirs=$$(GOOS=wasip1 GOARCH=wasm $(GO) list -f '{{if eq .Name "main"}}{{.Dir}}{{end}}' ./plugins/...); \
+	for dir in $$dirs; do \
+		out=bin/plugins/$$(basename "$$dir").wasm; \
+		echo "GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$out ./$${dir#$$PWD/}"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o "$$out" "$$dir"; \
+	done
 
 bench: ## run every bench-* program, one after another
 	@for t in $(BENCH_TARGETS); do \
@@ -43,6 +53,10 @@ bench: ## run every bench-* program, one after another
 bench-store: ## store benchmark: go run ./cmd/tugbench store, with BENCHFLAGS
 	@if [ ! -d cmd/tugbench ]; then echo "cmd/tugbench not yet present"; exit 1; fi
 	$(GO) run ./cmd/tugbench store $(BENCHFLAGS)
+
+bench-api: ## API benchmark: go run ./cmd/tugbench api (starts tugboat server), with BENCHFLAGS
+	@if [ ! -d cmd/tugbench ]; then echo "cmd/tugbench not yet present"; exit 1; fi
+	$(GO) run ./cmd/tugbench api $(BENCHFLAGS)
 
 fuzz: ## run each Go fuzz target for FUZZTIME (default 20s)
 	@list=$$($(GO) test -list '^Fuzz' ./...); \
@@ -66,14 +80,18 @@ lint: ## gofmt -l prints nothing, go vet, go mod tidy leaves go.mod/go.sum uncha
 
 check: lint ## same as lint (CI runs it)
 
-run: ## start tugboat server with configs/tugboat.yaml (arrives with the API server)
-	@if [ ! -d cmd/tugboat ]; then \
-		echo "make run arrives with the API server (tugboat server); cmd/tugboat is not yet present."; \
-		echo "Until then: make test, make bench-store."; \
-		exit 1; \
-	fi
+run: ## build bin/tugboat and start a local server with configs/tugboat.yaml (state in ./data)
 	$(GO) build -o bin/tugboat ./cmd/tugboat
+	@if [ ! -x bin/kubectl ]; then \
+		echo "note: bin/kubectl is not built yet; run 'make kubectl' in another terminal (a few minutes the first time) or use any kubectl"; \
+	fi
 	./bin/tugboat server --config configs/tugboat.yaml
+
+kubectl: ## build bin/kubectl: upstream kubectl pinned by tools/kubectl/go.mod (minutes cold, seconds warm)
+	@# k8s.io/kubectl v0.X.Y is Kubernetes v1.X.Y; stamp it as kubectl's version.
+	cd tools/kubectl && v=$$(sed -n 's|^[[:space:]]*k8s.io/kubectl v0\.\([0-9.]*\).*|\1|p' go.mod) && \
+		$(GO) build -o ../../bin/kubectl \
+		-ldflags "-X k8s.io/component-base/version.gitVersion=v1.$$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$${v%%.*}" .
 
 clean: ## remove bin/
 	rm -rf bin/
