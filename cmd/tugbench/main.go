@@ -4,6 +4,7 @@
 // followed by one machine-readable line starting with "RESULT":
 //
 //	tugbench store [flags]   Badger store vs embedded etcd (make bench-store)
+//	tugbench api [flags]     tugboat server through client-go (make bench-api)
 //
 // Run "tugbench <command> -h" for a command's flags.
 package main
@@ -24,6 +25,7 @@ type command struct {
 
 var commands = []command{
 	{name: "store", summary: "Badger store vs embedded etcd: create latency, throughput, watch fan-out", run: runStore},
+	{name: "api", summary: "tugboat server through client-go: start time, idle RSS, creates/s, get/list latency", run: runAPI},
 }
 
 func main() {
