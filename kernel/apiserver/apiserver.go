@@ -1,14 +1,17 @@
 // Package apiserver serves the Kubernetes REST API over a store.Store.
 //
-// The Server speaks the Kubernetes JSON wire format for the built-in
-// resources listed in registry.go: discovery (/api, /apis, aggregated
-// discovery), /version, /healthz /livez /readyz, OpenAPI v2/v3, and the verbs
-// get, list, watch, create, update, patch, delete and deletecollection with
+// The Server speaks the Kubernetes wire formats for the built-in resources
+// listed in registry.go: discovery (/api, /apis, aggregated discovery),
+// /version, /healthz /livez /readyz, OpenAPI v2/v3, and the verbs get,
+// list, watch, create, update, patch, delete and deletecollection with
 // label and field selectors, paging, resourceVersion semantics, the status,
-// scale and binding subresources, finalizers and Table output. Objects are
-// stored as JSON under store.Key(resource, namespace, name); the store's
-// ModRevision is the object's metadata.resourceVersion and is never stored
-// inside the value (see object.go).
+// scale and binding subresources, finalizers and Table output. Responses
+// are JSON, or YAML or Kubernetes protobuf (get, list, watch) for clients
+// that prefer them; request bodies are JSON, YAML or protobuf. Objects
+// are stored as JSON under store.Key(resource, namespace, name); the
+// store's ModRevision is the object's metadata.resourceVersion and is never
+// stored inside the value (see object.go). A watch cache (cache.go) keeps
+// the objects decoded in memory for lists, selectors and protobuf.
 //
 // Authentication is not done here: the caller wraps Handler and puts the
 // authenticated user in the request context with WithUser. Every write runs
@@ -66,6 +69,9 @@ type Server struct {
 	reg      *registry
 	metrics  *metrics
 	handler  http.Handler
+	// cache holds decoded objects for lists, protobuf responses and
+	// selectors (cache.go).
+	cache *watchCache
 
 	// ctx ends when Close is called; every watch derives from it.
 	ctx     context.Context
@@ -112,18 +118,22 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.cache = newWatchCache(s.store, s.reg, s.log)
 	m, err := newMetrics(cfg.Registry, s)
 	if err != nil {
 		s.cancel()
 		return nil, err
 	}
-	s.metrics = m
+	s.metrics, s.cache.metrics = m, m
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
 	if err := s.bootstrap(ctx); err != nil {
 		s.cancel()
 		return nil, err
 	}
+	// The cache fills in the background; until it is live, the store
+	// serves every read.
+	s.cache.start(s.ctx)
 	s.handler = s.routes()
 	s.ready.Store(true)
 	return s, nil
@@ -145,8 +155,9 @@ func (s *Server) Ready() bool {
 }
 
 // Close ends every open watch (clients see the stream end and re-watch
-// elsewhere) and makes Ready false. Requests in flight finish normally. It
-// does not close the store. Close is idempotent.
+// elsewhere), stops the watch cache and makes Ready false. Requests in
+// flight finish normally (reads fall back to the store). It does not close
+// the store. Close is idempotent.
 func (s *Server) Close() {
 	s.watchMu.Lock()
 	already := s.closed.Swap(true)
@@ -156,6 +167,7 @@ func (s *Server) Close() {
 	}
 	s.cancel()
 	s.watches.Wait()
+	s.cache.wait()
 }
 
 // defaultNamespaces exist from the start, as in Kubernetes.

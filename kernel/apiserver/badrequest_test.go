@@ -107,7 +107,7 @@ func badRequestCases() []badCase {
 		{"future resourceVersion", "GET", pods + "/exists?resourceVersion=999999", "", "", nil, 504, metav1.StatusReasonTimeout},
 		{"watch exact", "GET", pods + "?watch=1&resourceVersionMatch=Exact&resourceVersion=1", "", "", nil, 422, metav1.StatusReasonInvalid},
 		{"list sendInitialEvents", "GET", pods + "?sendInitialEvents=true", "", "", nil, 422, metav1.StatusReasonInvalid},
-		{"not acceptable", "GET", pods, "", "", []string{"Accept", "application/vnd.kubernetes.protobuf"}, 406, metav1.StatusReasonNotAcceptable},
+		{"not acceptable", "GET", pods, "", "", []string{"Accept", "text/html"}, 406, metav1.StatusReasonNotAcceptable},
 		{"patch content type", "PATCH", pods + "/exists", json, `{}`, nil, 415, metav1.StatusReasonUnsupportedMediaType},
 		{"malformed json patch", "PATCH", pods + "/exists", jpatch, `{"op":"add"}`, nil, 400, metav1.StatusReasonBadRequest},
 		{"failing json patch test", "PATCH", pods + "/exists", jpatch, `[{"op":"test","path":"/metadata/name","value":"no"}]`, nil, 422, metav1.StatusReasonInvalid},

@@ -188,11 +188,13 @@ const (
 	outYAML
 	outTable
 	outMetadata
+	outProto
 )
 
 // negotiate picks the response representation from the Accept header:
-// JSON (the default), YAML, a meta.k8s.io/v1 Table, or
-// PartialObjectMetadata; 406 if none is acceptable.
+// JSON (the default), YAML, Kubernetes protobuf, a meta.k8s.io/v1 Table,
+// or PartialObjectMetadata (the last two in JSON only); 406 if none is
+// acceptable. client-go's typed clients ask for protobuf first.
 func negotiate(r *http.Request) (output, error) {
 	accept := r.Header.Get("Accept")
 	if accept == "" {
@@ -209,6 +211,11 @@ func negotiate(r *http.Request) (output, error) {
 			continue
 		case c.SubType == "yaml" && len(c.Params) == 0:
 			return outYAML, nil
+		case c.SubType == "vnd.kubernetes.protobuf":
+			if _, as := c.Params["as"]; !as {
+				return outProto, nil
+			}
+			continue
 		case c.SubType != "json":
 			continue
 		}

@@ -73,7 +73,15 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, req *request) 
 		s.writeError(w, r, req, err)
 		return
 	}
-	s.writeObject(w, r, req, http.StatusOK, out, &stored{data: kv.Value, rev: kv.ModRevision})
+	st := &stored{data: kv.Value, rev: kv.ModRevision}
+	if out != outJSON && out != outYAML {
+		// The read is the store's; the decoding may be the cache's.
+		if st.obj, err = s.objectAt(req.res, kv.Key, kv.Value, kv.ModRevision); err != nil {
+			s.writeError(w, r, req, err)
+			return
+		}
+	}
+	s.writeObject(w, r, req, http.StatusOK, out, st)
 }
 
 // checkReadRV applies a get's resourceVersion: "" and "0" read the latest

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
+	"github.com/tugboat-dev/tugboat/kernel/store"
 	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
 )
 
@@ -35,6 +36,8 @@ type env struct {
 type envConfig struct {
 	api   apiserver.Config
 	store tbadger.Options
+	// wrap, if set, wraps the store the server uses.
+	wrap func(store.Store) store.Store
 }
 
 type envOption func(*envConfig)
@@ -62,6 +65,9 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	}
 	cfg := ec.api
 	cfg.Store = st
+	if ec.wrap != nil {
+		cfg.Store = ec.wrap(st)
+	}
 	api, err := apiserver.New(cfg)
 	if err != nil {
 		st.Close()

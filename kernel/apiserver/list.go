@@ -27,9 +27,16 @@ import (
 type listOptions struct {
 	sel   selector
 	limit int
-	// rev is the revision to read (0: latest); startKey the first key.
+	// rev is the store revision to read (0: latest); startKey the first
+	// key.
 	rev      int64
 	startKey string
+	// What the resourceVersion asks for: exact (resourceVersionMatch=Exact
+	// at rev), consistent (resourceVersion "": every write acknowledged
+	// before the request), or a state not older than minRev ("0": any).
+	exact      bool
+	consistent bool
+	minRev     int64
 }
 
 // continueToken is the opaque continue parameter: the revision the first
@@ -101,8 +108,15 @@ func (s *Server) parseListOptions(req *request) (listOptions, error) {
 		o.rev, o.startKey = max(ct.RV, 0), objectPrefix(req.res, req.namespace)+ct.Start
 		return o, nil
 	}
-	o.rev, err = s.resolveListRV(rv, match)
-	return o, err
+	if o.rev, err = s.resolveListRV(rv, match); err != nil {
+		return o, err
+	}
+	o.exact = match == string(metav1.ResourceVersionMatchExact)
+	o.consistent = rv == ""
+	if !o.exact {
+		o.minRev, _ = parseRV(rv) // resolveListRV has validated it
+	}
+	return o, nil
 }
 
 // validateListQuery applies Kubernetes' ListOptions validation (422 on
@@ -145,15 +159,19 @@ func (s *Server) resolveListRV(rv, match string) (int64, error) {
 	return 0, nil
 }
 
-// listPage is one page of matching objects.
+// listPage is one page of matching objects: stored values read from the
+// store (kvs, with objs when a selector needed them decoded), or the watch
+// cache's shared objects (cached; objs only).
 type listPage struct {
-	kvs  []store.KV
-	objs []runtime.Object // decoded objects when a selector needed them
-	rev  int64
-	cont string
+	kvs    []store.KV
+	objs   []runtime.Object
+	cached bool
+	rev    int64
+	cont   string
 }
 
-// listObjects reads one page of matching objects.
+// listObjects reads one page of matching objects from the store. The
+// decoded objects of a selected page are read-only.
 func (s *Server) listObjects(ctx context.Context, res *resource, namespace string, o listOptions) (*listPage, error) {
 	prefix := objectPrefix(res, namespace)
 	out := &listPage{rev: o.rev}
@@ -173,7 +191,7 @@ func (s *Server) listObjects(ctx context.Context, res *resource, namespace strin
 		out.rev = page.Revision
 		for i, kv := range page.KVs {
 			if !o.sel.empty() {
-				obj, err := decodeStored(res, kv.Value, kv.ModRevision)
+				obj, err := s.objectAt(res, kv.Key, kv.Value, kv.ModRevision)
 				if err != nil {
 					return nil, err
 				}
@@ -197,7 +215,8 @@ func (s *Server) listObjects(ctx context.Context, res *resource, namespace strin
 	}
 }
 
-// serveList serves a list in the negotiated representation.
+// serveList serves a list in the negotiated representation, from the
+// watch cache when it can (listCached), else from the store.
 func (s *Server) serveList(w http.ResponseWriter, r *http.Request, req *request) {
 	out, err := negotiate(r)
 	if err != nil {
@@ -209,25 +228,78 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, req *request)
 		s.writeError(w, r, req, err)
 		return
 	}
-	page, err := s.listObjects(r.Context(), req.res, req.namespace, o)
-	if err != nil {
-		s.writeError(w, r, req, s.listError(err, req, o))
-		return
-	}
-	switch out {
-	case outJSON:
-		writeRawJSON(w, http.StatusOK, listJSON(req.res, page))
-	case outYAML:
-		data, err := yaml.JSONToYAML(listJSON(req.res, page))
-		if err != nil {
-			s.writeError(w, r, req, err)
+	page, reason := s.listCached(r.Context(), req, o, out)
+	if page != nil {
+		s.metrics.listServed(req.res, "cache", "")
+	} else {
+		s.metrics.listServed(req.res, "store", reason)
+		if page, err = s.listObjects(r.Context(), req.res, req.namespace, o); err != nil {
+			s.writeError(w, r, req, s.listError(err, req, o))
 			return
 		}
-		w.Header().Set("Content-Type", mediaYAML)
-		_, _ = w.Write(data)
-	default:
-		s.writeDecodedList(w, r, req, out, page)
 	}
+	if out != outJSON && out != outYAML {
+		s.writeDecodedList(w, r, req, out, page)
+		return
+	}
+	data, err := listJSON(req.res, page)
+	if err == nil && out == outYAML {
+		data, err = yaml.JSONToYAML(data)
+	}
+	if err != nil {
+		s.writeError(w, r, req, err)
+		return
+	}
+	if out == outJSON {
+		writeRawJSON(w, http.StatusOK, data)
+		return
+	}
+	w.Header().Set("Content-Type", mediaYAML)
+	_, _ = w.Write(data)
+}
+
+// listCached serves a list from the watch cache, or returns nil and the
+// reason the store must serve it: a continue token or an exact
+// resourceVersion (store snapshots), plain JSON or YAML without selectors
+// (the store's bytes are sent undecoded, which is cheaper), a cache that
+// is not live or has not caught up within cacheFreshWait, or a limit that
+// would cut the list (its continue token would have to name a store
+// snapshot, and the cache's revision may lie inside a commit group, which
+// the store cannot read at). A consistent list (resourceVersion "") waits
+// for the cache to reach the store's current revision.
+func (s *Server) listCached(ctx context.Context, req *request, o listOptions, out output) (*listPage, string) {
+	switch {
+	case o.startKey != "":
+		return nil, reasonContinue
+	case o.exact:
+		return nil, reasonExact
+	case out == outYAML:
+		return nil, reasonYAML
+	case out == outJSON && o.sel.empty():
+		return nil, reasonJSON
+	}
+	want := o.minRev
+	if o.consistent {
+		want = s.store.Revision()
+	}
+	items, rev, reason := s.cache.list(ctx, req.res, objectPrefix(req.res, req.namespace), want)
+	if reason != "" {
+		return nil, reason
+	}
+	if o.limit > 0 && o.sel.empty() && len(items) > o.limit {
+		return nil, reasonLimit
+	}
+	objs := make([]runtime.Object, 0, len(items))
+	for _, it := range items {
+		if !o.sel.matches(req.res, it.obj) {
+			continue
+		}
+		if o.limit > 0 && len(objs) == o.limit {
+			return nil, reasonLimit
+		}
+		objs = append(objs, it.obj)
+	}
+	return &listPage{objs: objs, cached: true, rev: rev}, ""
 }
 
 // listError turns an expired continue token into Kubernetes' 410 with a
@@ -244,8 +316,9 @@ func (s *Server) listError(err error, req *request, o listOptions) error {
 	return se
 }
 
-// listJSON renders a list from stored values without decoding them.
-func listJSON(res *resource, page *listPage) []byte {
+// listJSON renders a list: stored values without decoding them, or the
+// cache's typed objects encoded.
+func listJSON(res *resource, page *listPage) ([]byte, error) {
 	size := 128 + len(page.cont)
 	for _, kv := range page.kvs {
 		size += len(kv.Value) + 32
@@ -270,25 +343,39 @@ func listJSON(res *resource, page *listPage) []byte {
 		}
 		buf = appendWithRV(buf, kv.Value, kv.ModRevision)
 	}
-	return append(buf, "]}"...)
-}
-
-// writeDecodedList writes a Table or PartialObjectMetadataList.
-func (s *Server) writeDecodedList(w http.ResponseWriter, r *http.Request, req *request, out output, page *listPage) {
-	objs := page.objs
-	if objs == nil {
-		objs = make([]runtime.Object, 0, len(page.kvs))
-		for _, kv := range page.kvs {
-			obj, err := decodeStored(req.res, kv.Value, kv.ModRevision)
-			if err != nil {
-				s.writeError(w, r, req, err)
-				return
+	if page.cached {
+		// Typed objects encode to their stored form with the
+		// resourceVersion in place.
+		for i, obj := range page.objs {
+			if i > 0 {
+				buf = append(buf, ',')
 			}
-			objs = append(objs, obj)
+			data, err := json.Marshal(obj)
+			if err != nil {
+				return nil, fmt.Errorf("encode cached %s: %w", res.plural, err)
+			}
+			buf = append(buf, data...)
 		}
 	}
+	return append(buf, "]}"...), nil
+}
+
+// writeDecodedList writes a protobuf list, a Table or a
+// PartialObjectMetadataList.
+func (s *Server) writeDecodedList(w http.ResponseWriter, r *http.Request, req *request, out output, page *listPage) {
+	objs, err := s.pageObjects(req.res, page)
+	if err != nil {
+		s.writeError(w, r, req, err)
+		return
+	}
 	meta := metav1.ListMeta{ResourceVersion: formatRV(page.rev), Continue: page.cont}
-	if out == outTable {
+	switch out {
+	case outProto:
+		if err := writeProtoList(w, req.res.apiVersion(), req.res.listKind(), meta, objs); err != nil {
+			s.log.Warn("write protobuf list", "resource", req.res.plural, "err", err)
+		}
+		return
+	case outTable:
 		t, err := s.tableFor(req, objs, r)
 		if err != nil {
 			s.writeError(w, r, req, err)
@@ -307,4 +394,32 @@ func (s *Server) writeDecodedList(w http.ResponseWriter, r *http.Request, req *r
 		list.Items = append(list.Items, *partialMetadata(obj))
 	}
 	writeJSON(w, http.StatusOK, list)
+}
+
+// pageObjects returns a page's typed objects (read-only): those it has,
+// else its stored values decoded, reusing the watch cache's objects where
+// it holds the same revision.
+func (s *Server) pageObjects(res *resource, page *listPage) ([]runtime.Object, error) {
+	if page.objs != nil || page.cached {
+		return page.objs, nil
+	}
+	objs := make([]runtime.Object, 0, len(page.kvs))
+	for _, kv := range page.kvs {
+		obj, err := s.objectAt(res, kv.Key, kv.Value, kv.ModRevision)
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, obj)
+	}
+	return objs, nil
+}
+
+// objectAt returns the object stored under key at revision rev (data is
+// its stored form): the watch cache's shared object if it holds that
+// revision, else a new decoding. Callers must not modify it.
+func (s *Server) objectAt(res *resource, key string, data []byte, rev int64) (runtime.Object, error) {
+	if obj := s.cache.lookup(res, key, rev); obj != nil {
+		return obj, nil
+	}
+	return decodeStored(res, data, rev)
 }

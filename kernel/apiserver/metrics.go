@@ -16,6 +16,8 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	watchers *prometheus.GaugeVec
+	lists    *prometheus.CounterVec
+	fills    prometheus.Counter
 }
 
 // newMetrics registers the collectors in reg (nil: no metrics). The store
@@ -38,9 +40,21 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			Name: "apiserver_registered_watchers",
 			Help: "Number of open watch streams by resource.",
 		}, []string{"resource"}),
+		lists: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tugboat_watch_cache_lists_total",
+			Help: "Lists by resource and source: the watch cache, or the store and the reason it served the list.",
+		}, []string{"resource", "source", "reason"}),
+		fills: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tugboat_watch_cache_fills_total",
+			Help: "Times the watch cache listed the store: at start, and after its watch was lost (compaction, falling behind).",
+		}),
 	}
 	collectors := []prometheus.Collector{
-		m.requests, m.duration, m.watchers,
+		m.requests, m.duration, m.watchers, m.lists, m.fills, cacheObjects{s.cache},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tugboat_watch_cache_revision",
+			Help: "Revision up to which the watch cache has applied every event.",
+		}, func() float64 { return float64(s.cache.revision()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tugboat_store_revision",
 			Help: "Current store revision (the latest resourceVersion).",
@@ -75,5 +89,33 @@ func (m *metrics) watchStarted(res *resource) {
 func (m *metrics) watchEnded(res *resource) {
 	if m != nil {
 		m.watchers.WithLabelValues(res.plural).Dec()
+	}
+}
+
+// listServed counts a list by what served it.
+func (m *metrics) listServed(res *resource, source, reason string) {
+	if m != nil {
+		m.lists.WithLabelValues(res.plural, source, reason).Inc()
+	}
+}
+
+func (m *metrics) cacheFilled() {
+	if m != nil {
+		m.fills.Inc()
+	}
+}
+
+// cacheObjects reports the number of cached objects per resource at scrape
+// time.
+type cacheObjects struct{ c *watchCache }
+
+var cacheObjectsDesc = prometheus.NewDesc("tugboat_watch_cache_objects",
+	"Objects in the watch cache by resource.", []string{"resource"}, nil)
+
+func (co cacheObjects) Describe(ch chan<- *prometheus.Desc) { ch <- cacheObjectsDesc }
+
+func (co cacheObjects) Collect(ch chan<- prometheus.Metric) {
+	for _, set := range co.c.order {
+		ch <- prometheus.MustNewConstMetric(cacheObjectsDesc, prometheus.GaugeValue, float64(set.len()), set.res.plural)
 	}
 }

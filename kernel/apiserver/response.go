@@ -10,8 +10,8 @@ import (
 )
 
 // writeObject writes one object in the negotiated representation. It uses
-// st.data (the stored form) when it can, and decodes only for Tables,
-// metadata-only and YAML output.
+// st.data (the stored form) when it can, and decodes only for protobuf,
+// Tables and metadata-only output. st.obj is only read.
 func (s *Server) writeObject(w http.ResponseWriter, r *http.Request, req *request, code int, out output, st *stored) {
 	if out == outJSON {
 		writeRawJSON(w, code, storedJSON(st))
@@ -23,6 +23,10 @@ func (s *Server) writeObject(w http.ResponseWriter, r *http.Request, req *reques
 		return
 	}
 	switch out {
+	case outProto:
+		if err := writeProto(w, code, obj); err != nil {
+			s.writeError(w, r, req, apierrors.NewInternalError(err))
+		}
 	case outTable:
 		t, err := s.tableFor(req, []runtime.Object{obj}, r)
 		if err != nil {

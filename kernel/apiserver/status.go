@@ -76,7 +76,7 @@ func unsupportedMediaType(contentType string) *apierrors.StatusError {
 
 func notAcceptable(accept string) *apierrors.StatusError {
 	se := apierrors.NewGenericServerResponse(http.StatusNotAcceptable, "", schema.GroupResource{}, "", "", 0, false)
-	se.ErrStatus.Message = fmt.Sprintf("only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io (got %q)", accept)
+	se.ErrStatus.Message = fmt.Sprintf("only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/json;as=Table;v=v1;g=meta.k8s.io (got %q)", accept)
 	return se
 }
 

@@ -26,6 +26,7 @@ const defaultWatchTimeout = 30 * time.Minute
 type watchOptions struct {
 	sel       selector
 	rev       int64 // start after this revision (0: now)
+	latest    bool  // resourceVersion "": initial events reflect every acknowledged write
 	initial   bool  // send the current state as ADDED first
 	endMarker bool  // then a bookmark annotated k8s.io/initial-events-end
 	bookmarks bool
@@ -50,6 +51,7 @@ func (s *Server) parseWatchOptions(req *request) (watchOptions, error) {
 	if o.rev, err = parseRV(rv); err != nil {
 		return o, apierrors.NewBadRequest(err.Error())
 	}
+	o.latest = rv == ""
 	o.bookmarks = isTrue(q.Get("allowWatchBookmarks"))
 	if q.Has("sendInitialEvents") {
 		o.initial, _ = strconv.ParseBool(q.Get("sendInitialEvents"))
@@ -75,9 +77,11 @@ func (s *Server) parseWatchOptions(req *request) (watchOptions, error) {
 }
 
 // serveWatch streams watch events as newline-delimited JSON
-// ({"type":..,"object":..}), flushing after each one, until the client
-// goes away, the timeout passes, the store ends the watch or Close is
-// called.
+// ({"type":..,"object":..}), or as length-prefixed protobuf frames,
+// flushing after each one, until the client goes away, the timeout passes,
+// the store ends the watch or Close is called. Events come from a store
+// watch; the initial events of a protobuf (or Table) watch come from the
+// watch cache when it is live.
 func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request) {
 	out, err := negotiate(r)
 	if err != nil {
@@ -106,8 +110,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request
 	var initial *listPage
 	start := o.rev
 	if o.initial {
-		initial, err = s.listObjects(ctx, req.res, req.namespace, listOptions{sel: o.sel})
-		if err != nil {
+		if initial, err = s.watchInitial(ctx, req, o, out); err != nil {
 			s.writeError(w, r, req, err)
 			return
 		}
@@ -129,6 +132,20 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, req *request
 		return
 	}
 	ww.stream(ctx, watcher, o)
+}
+
+// watchInitial reads the state a watch starts with. JSON watches send the
+// stored bytes, so they read the store; the others need typed objects and
+// read the watch cache when it can serve (as a list would, see
+// listCached), else the store.
+func (s *Server) watchInitial(ctx context.Context, req *request, o watchOptions, out output) (*listPage, error) {
+	if out != outJSON {
+		page, _ := s.listCached(ctx, req, listOptions{sel: o.sel, consistent: o.latest, minRev: o.rev}, out)
+		if page != nil {
+			return page, nil
+		}
+	}
+	return s.listObjects(ctx, req.res, req.namespace, listOptions{sel: o.sel})
 }
 
 // beginWatch registers a watch unless the server is closing.
@@ -156,7 +173,11 @@ type watchWriter struct {
 }
 
 func (ww *watchWriter) begin() {
-	ww.w.Header().Set("Content-Type", mediaJSON)
+	ct := mediaJSON
+	if ww.out == outProto {
+		ct = mediaProtoWatch
+	}
+	ww.w.Header().Set("Content-Type", ct)
 	ww.w.Header().Set("Cache-Control", "no-cache, private")
 	ww.w.WriteHeader(http.StatusOK)
 	_ = ww.rc.Flush()
@@ -164,8 +185,15 @@ func (ww *watchWriter) begin() {
 
 func (ww *watchWriter) sendInitial(page *listPage, endMarker bool) bool {
 	for _, kv := range page.kvs {
-		if !ww.send("ADDED", kv.Value, kv.ModRevision) {
+		if !ww.send("ADDED", kv.Key, kv.Value, kv.ModRevision, kv.ModRevision) {
 			return false
+		}
+	}
+	if page.cached {
+		for _, obj := range page.objs {
+			if !ww.sendObject("ADDED", obj) {
+				return false
+			}
 		}
 	}
 	if endMarker {
@@ -204,19 +232,25 @@ func (ww *watchWriter) event(ev store.Event, o watchOptions) bool {
 		}
 		return ww.sendBookmark(ev.Revision, false)
 	}
-	cur, err := o.sel.matchesStored(res, ev.KV.Value)
-	if err != nil {
-		ww.sendError(apierrors.NewInternalError(err))
-		return false
+	key := ev.KV.Key
+	cur := true
+	if !o.sel.empty() {
+		obj, err := ww.s.objectAt(res, key, ev.KV.Value, ev.KV.ModRevision)
+		if err != nil {
+			ww.sendError(apierrors.NewInternalError(err))
+			return false
+		}
+		cur = o.sel.matches(res, obj)
 	}
+	var err error
 	switch ev.Type {
 	case store.Added:
 		if cur {
-			return ww.send("ADDED", ev.KV.Value, ev.Revision)
+			return ww.send("ADDED", key, ev.KV.Value, ev.KV.ModRevision, ev.Revision)
 		}
 	case store.Deleted:
 		if cur {
-			return ww.send("DELETED", ev.KV.Value, ev.Revision)
+			return ww.send("DELETED", key, ev.KV.Value, ev.KV.ModRevision, ev.Revision)
 		}
 	case store.Modified:
 		prev := true
@@ -228,18 +262,20 @@ func (ww *watchWriter) event(ev store.Event, o watchOptions) bool {
 		}
 		switch {
 		case cur && prev:
-			return ww.send("MODIFIED", ev.KV.Value, ev.Revision)
+			return ww.send("MODIFIED", key, ev.KV.Value, ev.KV.ModRevision, ev.Revision)
 		case cur:
-			return ww.send("ADDED", ev.KV.Value, ev.Revision)
+			return ww.send("ADDED", key, ev.KV.Value, ev.KV.ModRevision, ev.Revision)
 		case prev:
-			return ww.send("DELETED", ev.PrevValue, ev.Revision)
+			return ww.send("DELETED", key, ev.PrevValue, 0, ev.Revision)
 		}
 	}
 	return true
 }
 
-// send writes one event with a stored object at revision rev.
-func (ww *watchWriter) send(typ string, data []byte, rev int64) bool {
+// send writes one event with the object stored under key as data and the
+// resourceVersion rev. dataRev is the revision data was written at (0 if
+// unknown): when it is rev, the watch cache's object can be sent as is.
+func (ww *watchWriter) send(typ, key string, data []byte, dataRev, rev int64) bool {
 	if ww.out == outJSON {
 		ww.buf = append(ww.buf[:0], `{"type":"`...)
 		ww.buf = append(ww.buf, typ...)
@@ -248,7 +284,13 @@ func (ww *watchWriter) send(typ string, data []byte, rev int64) bool {
 		ww.buf = append(ww.buf, "}\n"...)
 		return ww.flush()
 	}
-	obj, err := decodeStored(ww.req.res, data, rev)
+	var obj runtime.Object
+	var err error
+	if dataRev == rev {
+		obj, err = ww.s.objectAt(ww.req.res, key, data, rev)
+	} else {
+		obj, err = decodeStored(ww.req.res, data, rev)
+	}
 	if err != nil {
 		ww.sendError(apierrors.NewInternalError(err))
 		return false
@@ -256,9 +298,12 @@ func (ww *watchWriter) send(typ string, data []byte, rev int64) bool {
 	return ww.sendObject(typ, obj)
 }
 
-// sendObject writes an event whose object is converted to the negotiated
-// representation (Table or PartialObjectMetadata).
+// sendObject writes an event whose object (read-only) is converted to the
+// negotiated representation.
 func (ww *watchWriter) sendObject(typ string, obj runtime.Object) bool {
+	if ww.out == outProto {
+		return ww.sendProto(typ, obj)
+	}
 	var payload any = obj
 	switch ww.out {
 	case outTable:
@@ -288,6 +333,16 @@ type bookmarkObject struct {
 	Metadata metav1.ObjectMeta `json:"metadata"`
 }
 
+// sendProto writes one protobuf frame.
+func (ww *watchWriter) sendProto(typ string, obj runtime.Object) bool {
+	var err error
+	if ww.buf, err = appendProtoWatchEvent(ww.buf[:0], typ, obj); err != nil {
+		ww.s.log.Error("encode watch event", "err", err)
+		return false
+	}
+	return ww.flush()
+}
+
 func (ww *watchWriter) sendPayload(typ string, payload any) bool {
 	data, err := json.Marshal(watchEvent{Type: typ, Object: payload})
 	if err != nil {
@@ -307,6 +362,13 @@ func (ww *watchWriter) sendBookmark(rev int64, end bool) bool {
 		meta.Annotations = map[string]string{metav1.InitialEventsAnnotationKey: "true"}
 	}
 	switch ww.out {
+	case outProto:
+		obj := res.newObj()
+		obj.GetObjectKind().SetGroupVersionKind(res.gvk)
+		m := accessor(obj)
+		m.SetResourceVersion(meta.ResourceVersion)
+		m.SetAnnotations(meta.Annotations)
+		return ww.sendProto("BOOKMARK", obj)
 	case outTable:
 		t := &metav1.Table{TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"}}
 		t.ResourceVersion = meta.ResourceVersion
@@ -323,6 +385,10 @@ func (ww *watchWriter) sendBookmark(rev int64, end bool) bool {
 func (ww *watchWriter) sendError(se *apierrors.StatusError) {
 	st := se.ErrStatus
 	st.Kind, st.APIVersion = "Status", "v1"
+	if ww.out == outProto {
+		ww.sendProto("ERROR", &st)
+		return
+	}
 	ww.sendPayload("ERROR", &st)
 }
 
