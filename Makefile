@@ -58,6 +58,9 @@ bench-api: ## API benchmark: go run ./cmd/tugbench api (starts tugboat server), 
 	@if [ ! -d cmd/tugbench ]; then echo "cmd/tugbench not yet present"; exit 1; fi
 	$(GO) run ./cmd/tugbench api $(BENCHFLAGS)
 
+bench-plugins: ## Wasm plugin benchmark: go run ./cmd/tugbench plugins (admission vs native, cold start, deadlines), with BENCHFLAGS
+	$(GO) run ./cmd/tugbench plugins $(BENCHFLAGS)
+
 fuzz: ## run each Go fuzz target for FUZZTIME (default 20s)
 	@list=$$($(GO) test -list '^Fuzz' ./...); \
 	targets=$$(awk '/^Fuzz/ { names[n++] = $$1; next } \

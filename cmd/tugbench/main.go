@@ -5,6 +5,7 @@
 //
 //	tugbench store [flags]   Badger store vs embedded etcd (make bench-store)
 //	tugbench api [flags]     tugboat server through client-go (make bench-api)
+//	tugbench plugins [flags] Wasm plugin runtime vs native code (make bench-plugins)
 //
 // Run "tugbench <command> -h" for a command's flags.
 package main
@@ -26,6 +27,7 @@ type command struct {
 var commands = []command{
 	{name: "store", summary: "Badger store vs embedded etcd: create latency, throughput, watch fan-out", run: runStore},
 	{name: "api", summary: "tugboat server through client-go: start time, idle RSS, creates/s, get/list latency", run: runAPI},
+	{name: "plugins", summary: "Wasm plugins: admission latency vs native, cold start, instance cost, deadline overhead", run: runPlugins},
 }
 
 func main() {

@@ -50,6 +50,12 @@ type Config struct {
 	Store struct {
 		CompactionWindow time.Duration `mapstructure:"compaction-window"`
 	} `mapstructure:"store"`
+	// Admission is read from the file by readAdmission (viper would
+	// lower-case the plugins' settings); viper only sees it as opaque.
+	Admission struct {
+		Plugins []AdmissionPlugin `mapstructure:"-"`
+		Raw     any               `mapstructure:"plugins"`
+	} `mapstructure:"admission"`
 }
 
 // option is one configuration key: its default and its flag's help.
@@ -128,7 +134,7 @@ func loadConfig(fs *pflag.FlagSet) (Config, error) {
 	v.SetEnvPrefix(envPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
 	v.AutomaticEnv()
-	known := make(map[string]bool)
+	known := map[string]bool{admissionKey: true}
 	for _, o := range options() {
 		known[o.key] = true
 		v.SetDefault(o.key, o.def)
@@ -154,6 +160,12 @@ func loadConfig(fs *pflag.FlagSet) (Config, error) {
 			return Config{}, fmt.Errorf("config file %s: %w", path, err)
 		}
 	}
+	var plugins []AdmissionPlugin
+	if path != "" {
+		if plugins, err = readAdmission(path); err != nil {
+			return Config{}, err
+		}
+	}
 
 	var cfg Config
 	hook := mapstructure.ComposeDecodeHookFunc(
@@ -170,6 +182,7 @@ func loadConfig(fs *pflag.FlagSet) (Config, error) {
 		}
 		return Config{}, fmt.Errorf("invalid configuration: %s", msg)
 	}
+	cfg.Admission.Plugins = plugins
 	if err := cfg.complete(); err != nil {
 		return Config{}, err
 	}
@@ -253,6 +266,16 @@ func (c *Config) complete() error {
 	}
 	if c.Store.CompactionWindow < 0 {
 		errs = append(errs, invalid("store.compaction-window", c.Store.CompactionWindow, "must not be negative (0 disables compaction)"))
+	}
+	names := make(map[string]bool)
+	for i := range c.Admission.Plugins {
+		p := &c.Admission.Plugins[i]
+		if err := p.validate(i); err != nil {
+			errs = append(errs, err)
+		} else if names[p.Name] {
+			errs = append(errs, fmt.Errorf("invalid configuration: %s[%d].name: %q is used twice", admissionKey, i, p.Name))
+		}
+		names[p.Name] = true
 	}
 	return errors.Join(errs...)
 }

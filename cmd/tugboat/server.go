@@ -26,6 +26,7 @@ import (
 	"github.com/tugboat-dev/tugboat/kernel/authn"
 	"github.com/tugboat-dev/tugboat/kernel/pki"
 	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
+	"github.com/tugboat-dev/tugboat/runtime"
 )
 
 func newServerCommand() *cobra.Command {
@@ -117,10 +118,27 @@ func runServer(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err e
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	engine, err := runtime.NewEngine(ctx, runtime.Config{
+		CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
+		Logger:   logger.With("component", "runtime"),
+	})
+	if err != nil {
+		return fmt.Errorf("plugin runtime: %w", err)
+	}
+	defer func() {
+		if cerr := engine.Close(context.Background()); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close plugin runtime: %w", cerr))
+		}
+	}()
+	hooks, err := loadAdmission(ctx, engine, cfg.Admission.Plugins, logger)
+	if err != nil {
+		return err
+	}
 	api, err := apiserver.New(apiserver.Config{
 		Store:        st,
 		Logger:       logger.With("component", "apiserver"),
 		MaxBodyBytes: cfg.API.MaxBodyBytes,
+		Admission:    hooks,
 		Registry:     registry,
 	})
 	if err != nil {
