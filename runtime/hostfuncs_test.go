@@ -3,11 +3,14 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
@@ -118,5 +121,36 @@ func TestGuestOutputIsRateLimited(t *testing.T) {
 	}
 	if !logs.contains("guest output over its rate limit") {
 		t.Error("no line reports the dropped output")
+	}
+}
+
+func TestClockGrant(t *testing.T) {
+	e, _ := newTestEngine(t)
+	granted, err := e.Load(context.Background(), PluginConfig{Name: "clock", Path: guestPath(t, "clock"), Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer granted.Close(context.Background())
+	plain := loadGuest(t, e, PluginConfig{Name: "no-clock"})
+	near := func(s string) bool {
+		ns, err := strconv.ParseInt(s, 10, 64)
+		return err == nil && time.Since(time.Unix(0, ns)).Abs() < time.Hour
+	}
+	for _, tc := range []struct {
+		p      *Plugin
+		export string
+		real   bool
+	}{
+		{granted, "now", true},
+		{granted, "walltime", true},
+		{plain, "walltime", false}, // wazero's fixed fake clock
+	} {
+		if got := mustCall(t, tc.p, tc.export, ""); near(got) != tc.real {
+			t.Errorf("%s %s = %s; real time: %v, want %v", tc.p.Name(), tc.export, got, near(got), tc.real)
+		}
+	}
+	// A granted sleep ends at the deadline, not later.
+	if _, err := granted.Call(context.Background(), "sleep", []byte("60000")); !errors.Is(err, errdefs.ErrPluginTimeout) {
+		t.Errorf("sleep past the deadline: %v, want ErrPluginTimeout", err)
 	}
 }

@@ -224,8 +224,8 @@ func (p *Plugin) start(ctx context.Context) (*instance, error) {
 	}
 	mod, err := p.e.rt.InstantiateModule(ctx, p.compiled, mc)
 	if err != nil {
-		if p.e.isClosed() {
-			return nil, fmt.Errorf("instantiate: %w: %w", errdefs.ErrUnavailable, err)
+		if p.e.isClosed() || p.closed.Load() {
+			return nil, fmt.Errorf("instantiate: plugin closed: %w", errdefs.ErrUnavailable)
 		}
 		return nil, fmt.Errorf("instantiate: %w: %w", errdefs.ErrInvalid, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 )
 
@@ -194,6 +195,13 @@ func hostCall(fn func(ptr, size uint32) int32, req []byte) []byte {
 
 //go:wasmexport now
 func now(ptr, size uint32) uint64 { return out([]byte(strconv.FormatInt(hostNow(), 10))) }
+
+// walltime returns the guest's own clock (WASI), in Unix nanoseconds.
+//
+//go:wasmexport walltime
+func walltime(ptr, size uint32) uint64 {
+	return out([]byte(strconv.FormatInt(time.Now().UnixNano(), 10)))
+}
 
 //go:wasmexport log
 func logs(ptr, size uint32) uint64 {
