@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/uuid"
 
@@ -152,15 +153,7 @@ func (s *Server) decodeWrite(w http.ResponseWriter, r *http.Request, req *reques
 	if err != nil {
 		return nil, nil, opts, err
 	}
-	media, err := bodyMediaType(r)
-	if err != nil {
-		return nil, nil, opts, err
-	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		return nil, nil, opts, err
-	}
-	obj, warnings, err := decodeBody(body, media, req.res.gvk, req.res.newObj, mode)
+	obj, warnings, err := s.readObject(w, r, req.res.gvk, req.res.newObj, mode)
 	if err != nil {
 		return nil, nil, opts, err
 	}
@@ -168,6 +161,20 @@ func (s *Server) decodeWrite(w http.ResponseWriter, r *http.Request, req *reques
 		return nil, nil, opts, err
 	}
 	return obj, warnings, opts, nil
+}
+
+// readObject reads the request body (checking its media type and size) and
+// decodes it as gvk.
+func (s *Server) readObject(w http.ResponseWriter, r *http.Request, gvk schema.GroupVersionKind, newObj func() runtime.Object, mode string) (runtime.Object, []string, error) {
+	media, err := bodyMediaType(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	return decodeBody(body, media, gvk, newObj, mode)
 }
 
 // checkNamespace fills an object's namespace from the URL or rejects a

@@ -189,17 +189,7 @@ func applyPatch(pt types.PatchType, doc, patch []byte, typed runtime.Object) ([]
 
 // patchScale patches the Scale view of an object and writes its replicas.
 func (s *Server) patchScale(w http.ResponseWriter, r *http.Request, req *request, opts writeOptions, pt types.PatchType, body []byte) {
-	kv, err := s.store.Get(r.Context(), req.key())
-	if err != nil {
-		s.writeError(w, r, req, err)
-		return
-	}
-	obj, err := decodeStored(req.res, kv.Value, kv.ModRevision)
-	if err != nil {
-		s.writeError(w, r, req, err)
-		return
-	}
-	cur, err := scaleOf(obj)
+	cur, err := s.currentScale(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, req, err)
 		return

@@ -61,18 +61,21 @@ func scaleOf(obj runtime.Object) (*autoscalingv1.Scale, error) {
 	return sc, nil
 }
 
-func (s *Server) serveGetScale(w http.ResponseWriter, r *http.Request, req *request) {
-	kv, err := s.store.Get(r.Context(), req.key())
+// currentScale reads the scaled object and returns its Scale view.
+func (s *Server) currentScale(ctx context.Context, req *request) (*autoscalingv1.Scale, error) {
+	kv, err := s.store.Get(ctx, req.key())
 	if err != nil {
-		s.writeError(w, r, req, err)
-		return
+		return nil, err
 	}
 	obj, err := decodeStored(req.res, kv.Value, kv.ModRevision)
 	if err != nil {
-		s.writeError(w, r, req, err)
-		return
+		return nil, err
 	}
-	sc, err := scaleOf(obj)
+	return scaleOf(obj)
+}
+
+func (s *Server) serveGetScale(w http.ResponseWriter, r *http.Request, req *request) {
+	sc, err := s.currentScale(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, req, err)
 		return
@@ -87,17 +90,7 @@ func (s *Server) serveUpdateScale(w http.ResponseWriter, r *http.Request, req *r
 		s.writeError(w, r, req, err)
 		return
 	}
-	media, err := bodyMediaType(r)
-	if err != nil {
-		s.writeError(w, r, req, err)
-		return
-	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		s.writeError(w, r, req, err)
-		return
-	}
-	obj, _, err := decodeBody(body, media, scaleGVK, func() runtime.Object { return &autoscalingv1.Scale{} }, validationIgnore)
+	obj, _, err := s.readObject(w, r, scaleGVK, func() runtime.Object { return &autoscalingv1.Scale{} }, validationIgnore)
 	if err != nil {
 		s.writeError(w, r, req, err)
 		return
@@ -147,17 +140,7 @@ func (s *Server) serveBinding(w http.ResponseWriter, r *http.Request, req *reque
 		s.writeError(w, r, req, err)
 		return
 	}
-	media, err := bodyMediaType(r)
-	if err != nil {
-		s.writeError(w, r, req, err)
-		return
-	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		s.writeError(w, r, req, err)
-		return
-	}
-	obj, _, err := decodeBody(body, media, gvCore.WithKind("Binding"), func() runtime.Object { return &corev1.Binding{} }, validationIgnore)
+	obj, _, err := s.readObject(w, r, gvCore.WithKind("Binding"), func() runtime.Object { return &corev1.Binding{} }, validationIgnore)
 	if err != nil {
 		s.writeError(w, r, req, err)
 		return
