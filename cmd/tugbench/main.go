@@ -15,6 +15,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
+
+	"github.com/tugboat-dev/tugboat/kernel/errdefs"
 )
 
 // command is one benchmark; run receives the arguments after its name.
@@ -65,4 +69,18 @@ func usage() {
 	for _, c := range commands {
 		fmt.Fprintf(os.Stderr, "  %-10s %s\n", c.name, c.summary)
 	}
+}
+
+// positiveInts parses a comma-separated list of positive integers given to
+// flag -name.
+func positiveInts(name, list string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-%s %q: want positive integers: %w", name, list, errdefs.ErrInvalid)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

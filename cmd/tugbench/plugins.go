@@ -61,12 +61,9 @@ func parsePluginsFlags(args []string) (pluginsConfig, error) {
 	if fs.NArg() != 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q: %w", fs.Args(), errdefs.ErrInvalid)
 	}
-	for f := range strings.SplitSeq(*conc, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return cfg, fmt.Errorf("-concurrency %q: want positive integers: %w", *conc, errdefs.ErrInvalid)
-		}
-		cfg.concurrency = append(cfg.concurrency, n)
+	var err error
+	if cfg.concurrency, err = positiveInts("concurrency", *conc); err != nil {
+		return cfg, err
 	}
 	if cfg.calls < 100 || cfg.warmup < 0 || cfg.loads < 1 || cfg.instances < 1 || cfg.loopRuns < 1 {
 		return cfg, fmt.Errorf("-calls >= 100, -warmup >= 0, -loads, -instances, -loop-runs >= 1: %w", errdefs.ErrInvalid)

@@ -92,12 +92,9 @@ func parseStoreFlags(args []string) (storeConfig, error) {
 	if fs.NArg() != 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q: %w", fs.Args(), errdefs.ErrInvalid)
 	}
-	for f := range strings.SplitSeq(*clients, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return cfg, fmt.Errorf("-clients %q: want positive integers: %w", *clients, errdefs.ErrInvalid)
-		}
-		cfg.clients = append(cfg.clients, n)
+	var err error
+	if cfg.clients, err = positiveInts("clients", *clients); err != nil {
+		return cfg, err
 	}
 	switch {
 	case cfg.rounds < 1:
