@@ -13,7 +13,6 @@ package watch
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,7 +38,6 @@ type Config struct {
 	// BookmarkInterval is how often idle watchers get a Bookmark (default 1m).
 	BookmarkInterval time.Duration
 	History          History
-	Logger           *slog.Logger
 }
 
 // Hub fans events out to watchers.
@@ -72,9 +70,6 @@ func NewHub(cfg Config, rev, compacted int64) *Hub {
 	}
 	if cfg.BookmarkInterval <= 0 {
 		cfg.BookmarkInterval = time.Minute
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
 	}
 	h := &Hub{
 		cfg:       cfg,
@@ -222,17 +217,6 @@ func (h *Hub) dropLocked(w *watcher, err error) {
 	w.setErr(err)
 	close(w.in)
 	close(w.quit)
-}
-
-// Watchers returns the number of live watchers.
-func (h *Hub) Watchers() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, ws := range h.byPrefix {
-		n += len(ws)
-	}
-	return n
 }
 
 func (h *Hub) bookmarks() {

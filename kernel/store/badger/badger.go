@@ -180,7 +180,6 @@ func Open(opts Options) (*Store, error) {
 		Buffer:           opts.WatchBuffer,
 		BookmarkInterval: opts.BookmarkInterval,
 		History:          history{s},
-		Logger:           opts.Logger,
 	}, s.committed.Load(), s.compacted.Load())
 	s.commitWG.Add(1)
 	go s.commitLoop()
