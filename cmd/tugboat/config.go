@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -30,6 +31,8 @@ const configFlag = "config"
 // Config is the server configuration after flags, environment, file and
 // defaults have been merged and validated.
 type Config struct {
+	// ConfigFile is the file the configuration was read from ("" for none).
+	ConfigFile      string        `mapstructure:"-"`
 	DataDir         string        `mapstructure:"data-dir"`
 	Listen          string        `mapstructure:"listen"`
 	WriteKubeconfig string        `mapstructure:"write-kubeconfig"`
@@ -56,18 +59,49 @@ type Config struct {
 		Plugins []AdmissionPlugin `mapstructure:"-"`
 		Raw     any               `mapstructure:"plugins"`
 	} `mapstructure:"admission"`
+
+	// Sections of the server's components (scheduler.go, controllers.go,
+	// agent.go); squashed, so each component picks its own keys.
+	Scheduler   SchedulerConfig   `mapstructure:",squash"`
+	Controllers ControllersConfig `mapstructure:",squash"`
+	Agent       AgentConfig       `mapstructure:",squash"`
+}
+
+// A component is a part of the server with its own configuration keys and
+// a start function; components() lists them in start order.
+type component struct {
+	name string
+	// options are its flag/env/file keys, as options() lists the core's.
+	options func() []option
+	// fileKeys are file-only keys (lists of mappings, which viper would
+	// lower-case) that read takes from the YAML file itself.
+	fileKeys []string
+	// read fills the file-only parts of c from the file at path; nil if
+	// there are none.
+	read func(c *Config, path string) error
+	// complete validates the component's section after merging, naming
+	// the key in each error.
+	complete func(c *Config) []error
+	// start runs the component until ctx is done; stop waits for it to
+	// end. nil start means the component has nothing to run.
+	start func(ctx context.Context, env componentEnv) (stop func(), err error)
+}
+
+// components lists the server's components in start order.
+func components() []component {
+	return []component{agentComponent(), schedulerComponent(), controllersComponent()}
 }
 
 // option is one configuration key: its default and its flag's help.
 type option struct {
 	key  string
-	def  any // string, []string, int64 or time.Duration: decides the flag type
+	def  any // string, []string, int64, bool or time.Duration: decides the flag type
 	help string
 }
 
 // options lists every key; configs/tugboat.yaml documents the same keys.
 func options() []option {
-	return []option{
+	opts := []option{
 		{"data-dir", defaultDataDir(), "directory for the store, certificates and kubeconfig; the default is /var/lib/tugboat for root, else $XDG_DATA_HOME/tugboat or ~/.local/share/tugboat"},
 		{"listen", "127.0.0.1:6443", "host:port to serve the Kubernetes API on (TLS); port 0 picks a free port"},
 		{"write-kubeconfig", "", "path of the admin kubeconfig to write (default <data-dir>/admin.kubeconfig)"},
@@ -79,6 +113,12 @@ func options() []option {
 		{"api.max-body-bytes", int64(3 << 20), "largest accepted request body in bytes; larger bodies get 413"},
 		{"store.compaction-window", 5 * time.Minute, "how much store history is kept for watch resumption; 0 disables compaction"},
 	}
+	for _, c := range components() {
+		if c.options != nil {
+			opts = append(opts, c.options()...)
+		}
+	}
+	return opts
 }
 
 // defaultDataDir follows the XDG base directory spec for users and the
@@ -119,6 +159,8 @@ func addFlags(fs *pflag.FlagSet) {
 			fs.Int64(flagName(o.key), def, help)
 		case time.Duration:
 			fs.Duration(flagName(o.key), def, help)
+		case bool:
+			fs.Bool(flagName(o.key), def, help)
 		default:
 			panic(fmt.Sprintf("option %s: unsupported default type %T", o.key, o.def))
 		}
@@ -135,6 +177,11 @@ func loadConfig(fs *pflag.FlagSet) (Config, error) {
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
 	v.AutomaticEnv()
 	known := map[string]bool{admissionKey: true}
+	for _, c := range components() {
+		for _, k := range c.fileKeys {
+			known[k] = true
+		}
+	}
 	for _, o := range options() {
 		known[o.key] = true
 		v.SetDefault(o.key, o.def)
@@ -183,6 +230,14 @@ func loadConfig(fs *pflag.FlagSet) (Config, error) {
 		return Config{}, fmt.Errorf("invalid configuration: %s", msg)
 	}
 	cfg.Admission.Plugins = plugins
+	cfg.ConfigFile = path
+	for _, c := range components() {
+		if c.read != nil && path != "" {
+			if err := c.read(&cfg, path); err != nil {
+				return Config{}, err
+			}
+		}
+	}
 	if err := cfg.complete(); err != nil {
 		return Config{}, err
 	}
@@ -276,6 +331,11 @@ func (c *Config) complete() error {
 			errs = append(errs, fmt.Errorf("invalid configuration: %s[%d].name: %q is used twice", admissionKey, i, p.Name))
 		}
 		names[p.Name] = true
+	}
+	for _, comp := range components() {
+		if comp.complete != nil {
+			errs = append(errs, comp.complete(c)...)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -177,6 +177,36 @@ func runServer(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err e
 	go func() { serveErr <- srv.Serve(tls.NewListener(ln, srv.TLSConfig)) }()
 	go announceReady(ctx, api, logger, stdout, server, cfg.WriteKubeconfig)
 
+	env := componentEnv{
+		Config:    cfg,
+		Logger:    logger,
+		Engine:    engine,
+		Store:     st,
+		Certs:     certs,
+		API:       api.Handler(),
+		ServerURL: server,
+	}
+	var stops []func()
+	stopComponents := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+		stops = nil
+	}
+	defer stopComponents()
+	for _, c := range components() {
+		if c.start == nil {
+			continue
+		}
+		stop, err := c.start(ctx, env)
+		if err != nil {
+			srv.Close()
+			api.Close()
+			return fmt.Errorf("start %s: %w", c.name, err)
+		}
+		stops = append(stops, stop)
+	}
+
 	select {
 	case err := <-serveErr:
 		api.Close()
@@ -184,6 +214,7 @@ func runServer(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err e
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	stopComponents()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	shutdown := make(chan error, 1)
