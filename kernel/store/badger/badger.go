@@ -3,8 +3,9 @@
 //
 // All writes go through one committer goroutine (commit.go) that groups
 // concurrent requests, checks their preconditions, assigns consecutive
-// revisions, writes the group with one Badger WriteBatch and makes it durable
-// with one DB.Sync before acknowledging anyone (group commit). Reads are
+// revisions, makes the group durable with one write and one fdatasync of its
+// own write-ahead log (wal.go), then commits it to Badger as one transaction
+// before acknowledging anyone (group commit). Reads are
 // snapshot reads at the last published revision, so an acknowledged write is
 // visible to every later read. See docs/ARCHITECTURE.md for the key layout and
 // docs/RATIONALE.md for why.
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,6 +129,10 @@ type Store struct {
 	sub       uint16       // revision-less groups since committed; committer-owned
 	compacted atomic.Int64 // history at or below is gone
 
+	wal      *wal      // nil in memory; committer-owned after Open
+	walCheck time.Time // when the committer last looked for removable segments
+	walRots  int       // the wal's rotations at that time
+
 	reqs     chan *request
 	closing  chan struct{}
 	closeMu  sync.RWMutex // held for reading while submitting, for writing by Close
@@ -171,7 +177,23 @@ func Open(opts Options) (*Store, error) {
 		reqs:    make(chan *request, maxBatchOps),
 		closing: make(chan struct{}),
 	}
+	if !opts.InMemory {
+		w, records, err := openWAL(filepath.Join(opts.Dir, "wal"), max(opts.MemTableSize/2, 256<<10))
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		s.wal = w
+		if err := s.replay(records); err != nil {
+			w.close()
+			db.Close()
+			return nil, err
+		}
+	}
 	if err := s.recover(); err != nil {
+		if s.wal != nil {
+			s.wal.close()
+		}
 		db.Close()
 		return nil, err
 	}
@@ -187,6 +209,36 @@ func Open(opts Options) (*Store, error) {
 	go s.leaseLoop()
 	go s.compactLoop()
 	return s, nil
+}
+
+// replay applies the groups in the write-ahead log to Badger again, each at
+// its own version. Groups Badger already holds are rewritten with the same
+// keys, versions and values, so this is idempotent.
+func (s *Store) replay(records []walRecord) error {
+	for _, rec := range records {
+		txn := s.db.NewTransactionAt(rec.version, true)
+		for _, e := range rec.entries {
+			var err error
+			if e.delete {
+				err = txn.Delete(e.key)
+			} else {
+				err = txn.SetEntry(bdb.NewEntry(e.key, e.value))
+			}
+			if err != nil {
+				txn.Discard()
+				return fmt.Errorf("replay wal version %x: %w", rec.version, err)
+			}
+		}
+		if err := txn.CommitAt(rec.version, nil); err != nil {
+			txn.Discard()
+			return fmt.Errorf("replay wal version %x: %w", rec.version, err)
+		}
+		txn.Discard()
+	}
+	if len(records) > 0 {
+		s.log.Info("replayed write-ahead log", "groups", len(records))
+	}
+	return nil
 }
 
 // recover loads the revision, compaction point and leases.
@@ -444,10 +496,14 @@ func (s *Store) Close() error {
 	s.bg.Wait()
 	s.commitWG.Wait()
 	s.hub.Close()
+	var walErr error
+	if s.wal != nil {
+		walErr = s.wal.close()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close badger: %w", err)
 	}
-	return nil
+	return walErr
 }
 
 type badgerLogger struct{ l *slog.Logger }

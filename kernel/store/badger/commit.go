@@ -353,12 +353,17 @@ func (s *Store) write(g *group, base int64) error {
 			return fmt.Errorf("stage %d entries: %w", len(g.entries), err)
 		}
 	}
+	if s.wal != nil {
+		if err := s.wal.append(ver, g.entries); err != nil {
+			return err
+		}
+	} else if err := s.db.Sync(); err != nil { // a no-op in memory
+		return err
+	}
 	if err := txn.CommitAt(ver, nil); err != nil {
 		return err
 	}
-	if err := s.db.Sync(); err != nil {
-		return err
-	}
+	s.trimWAL()
 	if g.rev > base {
 		s.sub = 0
 	} else {
@@ -366,6 +371,35 @@ func (s *Store) write(g *group, base int64) error {
 	}
 	s.committed.Store(g.rev)
 	return nil
+}
+
+// trimWAL removes, after a new segment or at most once a second, the log segments whose every
+// version Badger holds in SSTs. Badger writes and syncs an SST when it
+// flushes a memtable, in order, so the largest MaxVersion of its tables is
+// a watermark below which everything is durable without the log.
+func (s *Store) trimWAL() {
+	if s.wal == nil || len(s.wal.segments) < 2 || (s.wal.rotations == s.walRots && time.Since(s.walCheck) < time.Second) {
+		return
+	}
+	s.walCheck, s.walRots = time.Now(), s.wal.rotations
+	var durable uint64
+	for _, t := range s.db.Tables() {
+		durable = max(durable, t.MaxVersion)
+	}
+	if durable == 0 || s.wal.segments[0].last > durable {
+		return
+	}
+	// New SST files' directory entries must be durable before the log
+	// that covers them goes.
+	if err := syncDir(s.opts.Dir); err != nil {
+		s.log.Warn("keeping write-ahead log segments", "err", err)
+		return
+	}
+	if n, err := s.wal.removeThrough(durable); err != nil {
+		s.log.Warn("removing write-ahead log segments", "err", err)
+	} else if n > 0 {
+		s.log.Debug("removed write-ahead log segments", "count", n, "durable_version", durable)
+	}
 }
 
 // isRequestError reports whether err belongs to the request alone (a failed

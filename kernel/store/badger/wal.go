@@ -1,0 +1,368 @@
+package badger
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tugboat-dev/tugboat/kernel/errdefs"
+)
+
+// The store's write-ahead log makes a commit group durable with one
+// write(2) and one fdatasync(2) on a preallocated, zero-filled segment, so
+// the sync flushes data blocks only (no file-size or extent metadata). Badger
+// itself is never synced on the write path: its memtable log is an mmap'd
+// file whose msync costs far more than the data it carries (see RATIONALE).
+// On Open, the groups still in the log are applied to Badger again at their
+// own versions, which is idempotent; a segment is removed once Badger holds
+// every version in it in a synced SST (the largest MaxVersion of its tables
+// says how far that is).
+//
+// Segment file: <dir>/wal/<first version, 16 hex digits>.wal, half a memtable
+// of records followed by zeros. Record: length u32 | crc32c u32 |
+// payload; payload: version u64 | entry count u32 | entries; entry: op u8
+// (0 set, 1 delete) | key length u32 | key | value length u32 | value. A zero
+// length, a bad checksum or a version not above the previous record's ends
+// the log (a torn tail of unacknowledged writes).
+
+const (
+	walHeader = 8
+	walSuffix = ".wal"
+)
+
+var walTable = crc32.MakeTable(crc32.Castagnoli)
+
+// wal is the committer's log. Only the committer goroutine calls append
+// and rotate; Open calls replay before the committer starts.
+type wal struct {
+	dir string
+	// segSize is the size of a new segment: half a memtable, so the log
+	// Badger has not yet flushed spans a few segments.
+	segSize int64
+	// rotations counts new segments, so the store knows when to look for
+	// removable ones.
+	rotations int
+	f         *os.File
+	off       int64 // write offset in f
+	size      int64 // size of f
+	// segments lists the segment files in order, the last being f, with
+	// the last version written to each.
+	segments []walSegment
+	buf      []byte
+	// next is a zero-filled segment being prepared in the background, or nil.
+	next chan preparedSegment
+}
+
+type walSegment struct {
+	path string
+	last uint64
+}
+
+type preparedSegment struct {
+	f    *os.File
+	path string
+	err  error
+}
+
+// walRecord is one decoded group.
+type walRecord struct {
+	version uint64
+	entries []entry
+}
+
+// openWAL reads the log in dir (creating dir), returning the wal positioned
+// for appending and the records to replay, in version order.
+func openWAL(dir string, segSize int64) (*wal, []walRecord, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("wal: %w", err)
+	}
+	names, err := filepath.Glob(filepath.Join(dir, "*"+walSuffix))
+	if err != nil {
+		return nil, nil, fmt.Errorf("wal: %w", err)
+	}
+	// Leftover preparations (".tmp") are incomplete; remove them.
+	tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp"))
+	for _, t := range tmps {
+		_ = os.Remove(t)
+	}
+	slices.Sort(names) // fixed-width hex names sort by first version
+	w := &wal{dir: dir, segSize: segSize}
+	var records []walRecord
+	var last uint64
+	for i, name := range names {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("wal: %w", err)
+		}
+		recs, end := decodeWAL(data, last)
+		records = append(records, recs...)
+		segLast := last
+		if len(recs) > 0 {
+			segLast = recs[len(recs)-1].version
+			last = segLast
+		}
+		w.segments = append(w.segments, walSegment{path: name, last: segLast})
+		if i == len(names)-1 {
+			// Append after the last good record of the newest segment; a torn
+			// tail is overwritten (zeroed first so a shorter record does not
+			// leave a valid-looking remainder).
+			f, err := os.OpenFile(name, os.O_RDWR, 0)
+			if err != nil {
+				return nil, nil, fmt.Errorf("wal: %w", err)
+			}
+			if tail := int64(len(data)) - int64(end); tail > 0 && !allZero(data[end:]) {
+				if _, err := f.WriteAt(make([]byte, tail), int64(end)); err != nil {
+					f.Close()
+					return nil, nil, fmt.Errorf("wal: clear torn tail of %s: %w", name, err)
+				}
+				if err := unix.Fdatasync(int(f.Fd())); err != nil {
+					f.Close()
+					return nil, nil, fmt.Errorf("wal: %w", err)
+				}
+			}
+			w.f, w.off, w.size = f, int64(end), int64(len(data))
+		} else if !allZero(data[end:]) {
+			// A later segment exists, so this one ended cleanly; garbage here
+			// means the file was damaged.
+			return nil, nil, fmt.Errorf("wal: segment %s is damaged at offset %d: %w", name, end, errdefs.ErrInvalid)
+		}
+	}
+	w.prepare()
+	return w, records, nil
+}
+
+// decodeWAL decodes the records of one segment whose versions exceed
+// after, returning them and the offset after the last good one.
+func decodeWAL(data []byte, after uint64) ([]walRecord, int) {
+	var recs []walRecord
+	off := 0
+	for off+walHeader <= len(data) {
+		n := int(binary.LittleEndian.Uint32(data[off:]))
+		sum := binary.LittleEndian.Uint32(data[off+4:])
+		if n == 0 || n > len(data)-off-walHeader {
+			break
+		}
+		payload := data[off+walHeader : off+walHeader+n]
+		if crc32.Checksum(payload, walTable) != sum {
+			break
+		}
+		rec, ok := decodeWALPayload(payload)
+		if !ok || rec.version <= after {
+			break
+		}
+		after = rec.version
+		recs = append(recs, rec)
+		off += walHeader + n
+	}
+	return recs, off
+}
+
+func decodeWALPayload(p []byte) (walRecord, bool) {
+	if len(p) < 12 {
+		return walRecord{}, false
+	}
+	rec := walRecord{version: binary.LittleEndian.Uint64(p)}
+	count := binary.LittleEndian.Uint32(p[8:])
+	p = p[12:]
+	for range count {
+		if len(p) < 5 {
+			return walRecord{}, false
+		}
+		op := p[0]
+		kl := int(binary.LittleEndian.Uint32(p[1:]))
+		p = p[5:]
+		if kl > len(p) {
+			return walRecord{}, false
+		}
+		e := entry{key: p[:kl:kl], delete: op == 1}
+		p = p[kl:]
+		if len(p) < 4 {
+			return walRecord{}, false
+		}
+		vl := int(binary.LittleEndian.Uint32(p))
+		p = p[4:]
+		if vl > len(p) {
+			return walRecord{}, false
+		}
+		if !e.delete {
+			e.value = p[:vl:vl]
+		}
+		p = p[vl:]
+		rec.entries = append(rec.entries, e)
+	}
+	return rec, len(p) == 0
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// append makes one group durable: one write and one fdatasync.
+func (w *wal) append(version uint64, entries []entry) error {
+	size := walHeader + 12
+	for _, e := range entries {
+		size += 9 + len(e.key) + len(e.value)
+	}
+	if w.f == nil || w.off+int64(size) > w.size {
+		if err := w.rotate(version, size); err != nil {
+			return err
+		}
+	}
+	b := slices.Grow(w.buf[:0], size)[:walHeader]
+	b = binary.LittleEndian.AppendUint64(b, version)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(entries)))
+	for _, e := range entries {
+		op := byte(0)
+		if e.delete {
+			op = 1
+		}
+		b = append(b, op)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(e.key)))
+		b = append(b, e.key...)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(e.value)))
+		b = append(b, e.value...)
+	}
+	binary.LittleEndian.PutUint32(b, uint32(len(b)-walHeader))
+	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[walHeader:], walTable))
+	w.buf = b
+	if _, err := w.f.WriteAt(b, w.off); err != nil {
+		return fmt.Errorf("wal write: %w", err)
+	}
+	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
+		return fmt.Errorf("wal sync: %w", err)
+	}
+	w.off += int64(len(b))
+	w.segments[len(w.segments)-1].last = version
+	return nil
+}
+
+// rotate starts a new segment whose first record has version first and
+// needs size bytes.
+func (w *wal) rotate(first uint64, size int) error {
+	var p preparedSegment
+	if w.next != nil && int64(size) <= w.segSize {
+		p = <-w.next
+		w.next = nil
+	} else {
+		p = prepareSegment(w.dir, max(w.segSize, int64(size)))
+	}
+	if p.err != nil && int64(size) <= w.segSize { // e.g. a transient failure in the background
+		p = prepareSegment(w.dir, w.segSize)
+	}
+	if p.err != nil {
+		return p.err
+	}
+	name := filepath.Join(w.dir, fmt.Sprintf("%016x%s", first, walSuffix))
+	if err := os.Rename(p.path, name); err != nil {
+		p.f.Close()
+		return fmt.Errorf("wal: %w", err)
+	}
+	if err := syncDir(w.dir); err != nil {
+		p.f.Close()
+		return err
+	}
+	if w.f != nil {
+		w.f.Close()
+	}
+	fi, err := p.f.Stat()
+	if err != nil {
+		p.f.Close()
+		return fmt.Errorf("wal: %w", err)
+	}
+	w.f, w.off, w.size = p.f, 0, fi.Size()
+	w.segments = append(w.segments, walSegment{path: name, last: first - 1})
+	w.rotations++
+	w.prepare()
+	return nil
+}
+
+// prepare starts zero-filling the next segment in the background.
+func (w *wal) prepare() {
+	if w.next != nil {
+		return
+	}
+	ch := make(chan preparedSegment, 1)
+	w.next = ch
+	go func() { ch <- prepareSegment(w.dir, w.segSize) }()
+}
+
+// prepareSegment writes a zero-filled, synced file of size bytes under a
+// temporary name.
+func prepareSegment(dir string, size int64) preparedSegment {
+	f, err := os.CreateTemp(dir, "segment-*.tmp")
+	if err != nil {
+		return preparedSegment{err: fmt.Errorf("wal: %w", err)}
+	}
+	zeros := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(zeros)) {
+		n := min(int64(len(zeros)), size-off)
+		if _, err := f.Write(zeros[:n]); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return preparedSegment{err: fmt.Errorf("wal: preallocate: %w", err)}
+		}
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return preparedSegment{err: fmt.Errorf("wal: preallocate: %w", err)}
+	}
+	return preparedSegment{f: f, path: f.Name()}
+}
+
+// removeThrough deletes the segments (other than the current one) whose
+// every version is at or below durable.
+func (w *wal) removeThrough(durable uint64) (removed int, err error) {
+	for len(w.segments) > 1 && w.segments[0].last <= durable {
+		if err := os.Remove(w.segments[0].path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return removed, fmt.Errorf("wal: %w", err)
+		}
+		w.segments = w.segments[1:]
+		removed++
+	}
+	if removed > 0 {
+		return removed, syncDir(w.dir)
+	}
+	return 0, nil
+}
+
+// close closes the current segment and waits for a preparation to finish
+// (removing its file).
+func (w *wal) close() error {
+	if w.next != nil {
+		if p := <-w.next; p.err == nil {
+			p.f.Close()
+			os.Remove(p.path)
+		}
+		w.next = nil
+	}
+	if w.f != nil {
+		return w.f.Close()
+	}
+	return nil
+}
+
+// syncDir makes directory entries (new and removed files) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}
