@@ -25,9 +25,12 @@ func exportABIVersion() int32 { return hostapi.ABIVersion }
 
 //go:wasmexport tugboat_manifest
 func exportManifest() uint64 {
-	if registered == nil {
+	switch {
+	case registered == nil && entry != nil:
+		out = append(reuse(out), entry.ManifestJSON()...)
+	case registered == nil:
 		out = appendManifest(reuse(out), Manifest{})
-	} else {
+	default:
 		out = append(reuse(out), registered.manifestJSON...)
 	}
 	return result(out)
@@ -48,9 +51,14 @@ func exportAlloc(size uint32) uint32 {
 //go:wasmexport tugboat_configure
 func exportConfigure(ptr, size uint32) uint64 {
 	in := input(ptr, size)
-	mod, err := Registered()
-	if err == nil {
-		err = mod.Configure(in)
+	var err error
+	if registered == nil && entry != nil {
+		err = entry.Configure(in)
+	} else {
+		var mod *Module
+		if mod, err = Registered(); err == nil {
+			err = mod.Configure(in)
+		}
 	}
 	out = reuse(out)
 	if err != nil {

@@ -19,7 +19,8 @@ type Module struct {
 	manifestJSON []byte
 	admitter     Admitter
 	mutating     bool
-	err          error // why the module is unusable (a registration error)
+	ctl          *controllerPart // set for controllers (sdk/controller.go)
+	err          error           // why the module is unusable (a registration error)
 }
 
 // NewAdmission returns the module of admission plugin p. Kinds defaults to
@@ -71,6 +72,10 @@ func (m *Module) Call(export string, input []byte) ([]byte, error) {
 		return nil, nil
 	case hostapi.ExportAdmit:
 		return m.admit(nil, input), nil
+	case hostapi.ExportReconcile, hostapi.ExportController:
+		if m.ctl != nil {
+			return m.callController(nil, export, input), nil
+		}
 	}
 	return nil, errors.New("sdk: module " + m.manifest.Name + " has no export " + export)
 }
@@ -87,7 +92,7 @@ func (m *Module) Configure(settings []byte) error {
 	if !empty && !rawjson.Valid(settings) {
 		return errors.New("settings are not valid JSON")
 	}
-	c, ok := m.admitter.(Configurer)
+	c, ok := m.configurer()
 	if !ok {
 		if !empty && (v.Kind() != rawjson.Object || hasMembers(v)) {
 			return errors.New("plugin " + m.manifest.Name + " takes no settings")
@@ -112,6 +117,9 @@ func hasMembers(v rawjson.Value) bool {
 func (m *Module) admit(dst, in []byte) []byte {
 	if m.err != nil {
 		return failed("", m.err).appendJSON(dst, "")
+	}
+	if m.admitter == nil {
+		return failed("", errors.New("sdk: module "+m.manifest.Name+" is not an admission plugin")).appendJSON(dst, "")
 	}
 	req, err := DecodeAdmissionRequest(in)
 	if err != nil {

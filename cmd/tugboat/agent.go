@@ -1,10 +1,228 @@
 package main
 
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/tugboat-dev/tugboat/kernel/agent/sim"
+	"github.com/tugboat-dev/tugboat/kernel/apiserver"
+)
+
 // AgentConfig is the agent section of Config (squashed into it: the keys it
 // declares are top-level unless their mapstructure tags nest them).
-type AgentConfig struct{}
+type AgentConfig struct {
+	NodeName           string   `mapstructure:"node-name"`
+	Runtime            string   `mapstructure:"runtime"`
+	DisableAgent       bool     `mapstructure:"disable-agent"`
+	NodeLabels         []string `mapstructure:"node-labels"`
+	RegisterWithTaints []string `mapstructure:"register-with-taints"`
+	Sim                struct {
+		Nodes         int64         `mapstructure:"nodes"`
+		Capacity      []string      `mapstructure:"capacity"`
+		Labels        []string      `mapstructure:"labels"`
+		Taints        []string      `mapstructure:"taints"`
+		ExitAfter     time.Duration `mapstructure:"exit-after"`
+		RenewInterval time.Duration `mapstructure:"renew-interval"`
+	} `mapstructure:"sim"`
+}
 
-// agentComponent is the server's agent.
+// runtimes are the --runtime values.
+var runtimes = []string{"exec", "sim"}
+
+func agentOptions() []option {
+	return []option{
+		{"node-name", "", "name of the local node (a DNS subdomain); empty means the host name, lower-cased"},
+		{"runtime", "exec", "workload runtime of the local node: " + strings.Join(runtimes, " or ")},
+		{"disable-agent", false, "do not run a node agent for this machine (the server is then control plane only)"},
+		{"node-labels", []string{}, "labels of the local node at registration, key=value"},
+		{"register-with-taints", []string{}, "taints of the local node at registration, key=value:Effect or key:Effect"},
+		{"sim.nodes", int64(0), "simulated nodes to run, named sim-0 ... sim-<N-1> (pods on them go Running without running anything)"},
+		{"sim.capacity", []string{"cpu=32", "memory=256Gi", "pods=110", "ephemeral-storage=1Ti"}, "capacity (= allocatable) of each simulated node, resource=quantity"},
+		{"sim.labels", []string{}, "labels of each simulated node, key=value"},
+		{"sim.taints", []string{}, "taints of each simulated node at registration, key=value:Effect or key:Effect"},
+		{"sim.exit-after", time.Second, "how long pods whose restartPolicy is not Always run on simulated nodes (annotation " + sim.AnnotationExitAfter + " overrides it)"},
+		{"sim.renew-interval", 10 * time.Second, "how often each simulated node renews its Lease"},
+	}
+}
+
+// defaultNodeName is the lower-cased host name.
+func defaultNodeName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return strings.ToLower(h)
+}
+
+// agentComponent is the server's agent: the local node (unless
+// disable-agent) and the simulated nodes (sim.nodes).
 func agentComponent() component {
-	return component{name: "agent"}
+	return component{
+		name:     "agent",
+		options:  agentOptions,
+		complete: completeAgent,
+		start:    startAgent,
+	}
+}
+
+func completeAgent(c *Config) []error {
+	a := &c.Agent
+	var errs []error
+	if a.NodeName == "" {
+		a.NodeName = defaultNodeName()
+	}
+	if msgs := validation.IsDNS1123Subdomain(a.NodeName); len(msgs) > 0 {
+		errs = append(errs, invalid("node-name", a.NodeName, msgs[0]))
+	}
+	if !slices.Contains(runtimes, a.Runtime) {
+		errs = append(errs, invalid("runtime", a.Runtime, "want "+strings.Join(runtimes, " or ")))
+	}
+	if _, err := parseLabels(a.NodeLabels); err != nil {
+		errs = append(errs, invalid("node-labels", a.NodeLabels, err.Error()))
+	}
+	if _, err := parseTaints(a.RegisterWithTaints); err != nil {
+		errs = append(errs, invalid("register-with-taints", a.RegisterWithTaints, err.Error()))
+	}
+	if a.Sim.Nodes < 0 || a.Sim.Nodes > 1<<15 {
+		errs = append(errs, invalid("sim.nodes", a.Sim.Nodes, "want 0 to 32768"))
+	}
+	if _, err := parseResources(a.Sim.Capacity); err != nil {
+		errs = append(errs, invalid("sim.capacity", a.Sim.Capacity, err.Error()))
+	}
+	if _, err := parseLabels(a.Sim.Labels); err != nil {
+		errs = append(errs, invalid("sim.labels", a.Sim.Labels, err.Error()))
+	}
+	if _, err := parseTaints(a.Sim.Taints); err != nil {
+		errs = append(errs, invalid("sim.taints", a.Sim.Taints, err.Error()))
+	}
+	if a.Sim.ExitAfter <= 0 {
+		errs = append(errs, invalid("sim.exit-after", a.Sim.ExitAfter, "must be positive"))
+	}
+	if a.Sim.RenewInterval <= 0 {
+		errs = append(errs, invalid("sim.renew-interval", a.Sim.RenewInterval, "must be positive"))
+	}
+	return errs
+}
+
+// simUser is the identity of the simulated nodes' client: it writes many
+// nodes' objects, so it is not a single node's identity.
+var simUser = apiserver.User{Name: "system:tugboat:sim", Groups: []string{"system:masters"}}
+
+func startAgent(ctx context.Context, env componentEnv) (func(), error) {
+	a := env.Config.Agent
+	var sims []*sim.Cluster
+	stop := func() {
+		for _, c := range sims {
+			c.Stop()
+		}
+	}
+	startSim := func(cfg sim.Config) error {
+		rc := env.Client(simUser)
+		rc.ContentType = "application/vnd.kubernetes.protobuf"
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return err
+		}
+		cfg.ExitAfter = a.Sim.ExitAfter
+		cfg.RenewInterval = a.Sim.RenewInterval
+		cfg.Logger = env.Logger.With("component", "sim")
+		c, err := sim.Start(ctx, cs, cfg)
+		if err != nil {
+			return err
+		}
+		sims = append(sims, c)
+		return nil
+	}
+	if !a.DisableAgent && a.Runtime == "sim" {
+		labels, _ := parseLabels(a.NodeLabels)
+		taints, _ := parseTaints(a.RegisterWithTaints)
+		if err := startSim(sim.Config{Names: []string{a.NodeName}, Labels: labels, Taints: taints}); err != nil {
+			return nil, err
+		}
+	}
+	if a.Sim.Nodes > 0 {
+		capacity, _ := parseResources(a.Sim.Capacity)
+		labels, _ := parseLabels(a.Sim.Labels)
+		taints, _ := parseTaints(a.Sim.Taints)
+		if err := startSim(sim.Config{Nodes: int(a.Sim.Nodes), Capacity: capacity, Labels: labels, Taints: taints}); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return stop, nil
+}
+
+// parseLabels parses key=value pairs.
+func parseLabels(list []string) (map[string]string, error) {
+	out := make(map[string]string, len(list))
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q is not key=value", kv)
+		}
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			return nil, fmt.Errorf("label key %q: %s", k, msgs[0])
+		}
+		if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
+			return nil, fmt.Errorf("label value %q: %s", v, msgs[0])
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// parseTaints parses key=value:Effect or key:Effect, like kubelet's
+// --register-with-taints.
+func parseTaints(list []string) ([]corev1.Taint, error) {
+	var out []corev1.Taint
+	for _, s := range list {
+		kv, effect, ok := strings.Cut(s, ":")
+		if !ok {
+			return nil, fmt.Errorf("taint %q has no :Effect", s)
+		}
+		t := corev1.Taint{Effect: corev1.TaintEffect(effect)}
+		t.Key, t.Value, _ = strings.Cut(kv, "=")
+		switch t.Effect {
+		case corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+		default:
+			return nil, fmt.Errorf("taint %q: effect %q is not NoSchedule, PreferNoSchedule or NoExecute", s, effect)
+		}
+		if msgs := validation.IsQualifiedName(t.Key); len(msgs) > 0 {
+			return nil, fmt.Errorf("taint key %q: %s", t.Key, msgs[0])
+		}
+		if msgs := validation.IsValidLabelValue(t.Value); len(msgs) > 0 {
+			return nil, fmt.Errorf("taint value %q: %s", t.Value, msgs[0])
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// parseResources parses resource=quantity pairs.
+func parseResources(list []string) (corev1.ResourceList, error) {
+	out := make(corev1.ResourceList, len(list))
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q is not resource=quantity", kv)
+		}
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			return nil, fmt.Errorf("resource %q: %s", k, msgs[0])
+		}
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			return nil, fmt.Errorf("resource %s: quantity %q: %v", k, v, err)
+		}
+		out[corev1.ResourceName(k)] = q
+	}
+	return out, nil
 }

@@ -65,6 +65,7 @@ type Config struct {
 	Scheduler   SchedulerConfig   `mapstructure:",squash"`
 	Controllers ControllersConfig `mapstructure:",squash"`
 	Agent       AgentConfig       `mapstructure:",squash"`
+	Network     NetworkConfig     `mapstructure:",squash"`
 }
 
 // A component is a part of the server with its own configuration keys and
@@ -89,7 +90,7 @@ type component struct {
 
 // components lists the server's components in start order.
 func components() []component {
-	return []component{agentComponent(), schedulerComponent(), controllersComponent()}
+	return []component{networkComponent(), agentComponent(), schedulerComponent(), controllersComponent()}
 }
 
 // option is one configuration key: its default and its flag's help.

@@ -140,6 +140,8 @@ func runServer(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err e
 		MaxBodyBytes: cfg.API.MaxBodyBytes,
 		Admission:    hooks,
 		Registry:     registry,
+		ServiceCIDR:  cfg.Network.serviceCIDR,
+		NodePorts:    cfg.Network.nodePorts,
 	})
 	if err != nil {
 		return fmt.Errorf("api server: %w", err)

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,12 @@ type Config struct {
 	Admission []AdmissionHook
 	// Registry receives the server's metrics; nil means no metrics.
 	Registry *prometheus.Registry
+	// ServiceCIDR is the IPv4 range Service ClusterIPs come from; the zero
+	// Prefix means DefaultServiceCIDR.
+	ServiceCIDR netip.Prefix
+	// NodePorts is the range Service node ports come from; the zero value
+	// means DefaultNodePorts.
+	NodePorts PortRange
 }
 
 // Server is the API server. Create it with New; call Close when done.
@@ -72,6 +79,9 @@ type Server struct {
 	// cache holds decoded objects for lists, protobuf responses and
 	// selectors (cache.go).
 	cache *watchCache
+	// services allocates Service ClusterIPs and node ports
+	// (servicealloc.go).
+	services *serviceAllocator
 
 	// ctx ends when Close is called; every watch derives from it.
 	ctx     context.Context
@@ -101,6 +111,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if !cfg.ServiceCIDR.IsValid() {
+		cfg.ServiceCIDR = DefaultServiceCIDR
+	}
+	if err := validateServiceCIDR(cfg.ServiceCIDR); err != nil {
+		return nil, fmt.Errorf("apiserver: %w", err)
+	}
+	if cfg.NodePorts == (PortRange{}) {
+		cfg.NodePorts = DefaultNodePorts
+	}
+	if err := cfg.NodePorts.validate(); err != nil {
+		return nil, fmt.Errorf("apiserver: node ports: %w", err)
+	}
 	s := &Server{
 		store:   cfg.Store,
 		log:     cfg.Logger.With(logComponent, "apiserver"),
@@ -119,6 +141,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cache = newWatchCache(s.store, s.reg, s.log)
+	s.services = newServiceAllocator(s.store, s.log, cfg.ServiceCIDR, cfg.NodePorts)
 	m, err := newMetrics(cfg.Registry, s)
 	if err != nil {
 		s.cancel()
@@ -168,6 +191,7 @@ func (s *Server) Close() {
 	s.cancel()
 	s.watches.Wait()
 	s.cache.wait()
+	s.services.wait()
 }
 
 // defaultNamespaces exist from the start, as in Kubernetes.

@@ -261,10 +261,13 @@ func (s *Server) createOnce(ctx context.Context, req *request, obj runtime.Objec
 			return nil, err
 		}
 	}
+	var written int64 // the revision of the store write, if any
 	if res.plural == "services" {
-		if err := s.allocateService(ctx, obj, nil); err != nil {
+		resv, err := s.allocateService(ctx, obj, nil)
+		if err != nil {
 			return nil, err
 		}
+		defer func() { resv.settle(written) }()
 	}
 	if !opts.internal {
 		if err := s.admitValidating(ctx, admissionAttrs{op: admissionv1.Create, req: req, obj: obj, dryRun: opts.dryRun}); err != nil {
@@ -282,6 +285,7 @@ func (s *Server) createOnce(ctx context.Context, req *request, obj runtime.Objec
 	if err != nil {
 		return nil, fmt.Errorf("create %s %s: %w", res.plural, m.GetName(), err)
 	}
+	written = kv.ModRevision
 	setResourceVersion(obj, kv.ModRevision)
 	return &stored{obj: obj, data: data, rev: kv.ModRevision}, nil
 }
@@ -355,10 +359,13 @@ func (s *Server) commitUpdate(ctx context.Context, req *request, opts writeOptio
 	if errs := validateObjectUpdate(req, obj, cur); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(res.gvk.GroupKind(), req.name, errs)
 	}
+	var written int64 // the revision of the store write, if any
 	if res.plural == "services" && req.subresource == "" {
-		if err := s.allocateService(ctx, obj, cur); err != nil {
+		resv, err := s.allocateService(ctx, obj, cur)
+		if err != nil {
 			return nil, err
 		}
+		defer func() { resv.settle(written) }()
 	}
 	if !opts.internal {
 		attrs.obj = obj
@@ -391,6 +398,7 @@ func (s *Server) commitUpdate(ctx context.Context, req *request, opts writeOptio
 	if err != nil {
 		return nil, fmt.Errorf("update %s: %w", kv.Key, err)
 	}
+	written = nkv.ModRevision
 	setResourceVersion(obj, nkv.ModRevision)
 	return &stored{obj: obj, data: data, rev: nkv.ModRevision}, nil
 }

@@ -46,10 +46,7 @@ func validateService(obj runtime.Object) field.ErrorList {
 		}
 		errs = append(errs, msgs(pp.Child("port"), port.Port, utilvalidation.IsValidPortNum(int(port.Port)))...)
 		errs = append(errs, oneOf(port.Protocol, pp.Child("protocol"), corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP)...)
-		if port.NodePort != 0 && (port.NodePort < nodePortMin || port.NodePort > nodePortMax) {
-			errs = append(errs, field.Invalid(pp.Child("nodePort"), port.NodePort,
-				fmt.Sprintf("provided port is not in the valid range. The range of valid ports is %d-%d", nodePortMin, nodePortMax)))
-		}
+		// The node port range is configurable: the allocator checks it.
 		if port.NodePort != 0 && s.Spec.Type == corev1.ServiceTypeClusterIP {
 			errs = append(errs, field.Forbidden(pp.Child("nodePort"), "may not be used when `type` is 'ClusterIP'"))
 		}

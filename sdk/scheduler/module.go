@@ -1,0 +1,409 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/tugboat-dev/tugboat/hostapi"
+	"github.com/tugboat-dev/tugboat/sdk"
+	"github.com/tugboat-dev/tugboat/sdk/rawjson"
+)
+
+// Module is a scheduler plugin as the host sees it: its manifest, its node
+// table and the entry points behind the module's exports. In a Wasm guest
+// the registered Module backs the exports; natively Call runs the same
+// bytes-in, bytes-out path (tests, the native benchmark).
+//
+// A Module is not safe for concurrent use: the host calls one instance at
+// a time.
+type Module struct {
+	manifest     sdk.Manifest
+	manifestJSON []byte
+	plugin       any
+	filter       Filterer
+	scorer       Scorer
+	norm         Normalization
+	hooks        hooks
+	err          error
+
+	snap    *Snapshot
+	pod     Pod
+	podBuf  []byte
+	hasPod  bool
+	nodes   []*Node
+	scores  []int64
+	result  FilterResult
+	out     []byte
+	lastErr string
+}
+
+// New returns the module of plugin p, which implements Filterer, Scorer
+// or both (and optionally NodeWatcher, PodWatcher, Resetter, Configurer,
+// Normalizer). An empty m.Kinds is filled from what p implements; a kind
+// p does not implement is an error.
+func New(p any, m sdk.Manifest) (*Module, error) {
+	if p == nil {
+		return nil, errors.New("sdk: scheduler plugin is nil")
+	}
+	if m.Name == "" {
+		return nil, errors.New("sdk: manifest has no name")
+	}
+	mod := &Module{plugin: p, snap: newSnapshot()}
+	mod.filter, _ = p.(Filterer)
+	mod.scorer, _ = p.(Scorer)
+	mod.hooks.node, _ = p.(NodeWatcher)
+	mod.hooks.pod, _ = p.(PodWatcher)
+	mod.hooks.reset, _ = p.(Resetter)
+	if n, ok := p.(Normalizer); ok {
+		mod.norm = n.Normalization()
+	}
+	m.Kinds = slices.Clone(m.Kinds)
+	m.Rules = nil
+	m.Grants = slices.Clone(m.Grants)
+	if len(m.Kinds) == 0 {
+		if mod.filter != nil {
+			m.Kinds = append(m.Kinds, hostapi.KindFilter)
+		}
+		if mod.scorer != nil {
+			m.Kinds = append(m.Kinds, hostapi.KindScore)
+		}
+		if len(m.Kinds) == 0 {
+			return nil, errors.New("sdk: plugin " + m.Name + " implements neither Filter nor Score")
+		}
+	}
+	for _, k := range m.Kinds {
+		switch {
+		case k == hostapi.KindFilter && mod.filter != nil:
+		case k == hostapi.KindScore && mod.scorer != nil:
+		default:
+			return nil, errors.New("sdk: manifest of " + m.Name + ": kind " + k + " is not implemented by the plugin")
+		}
+	}
+	if !slices.Contains(m.Kinds, hostapi.KindFilter) {
+		mod.filter = nil
+	}
+	if !slices.Contains(m.Kinds, hostapi.KindScore) {
+		mod.scorer = nil
+	}
+	mod.manifest = m
+	mod.manifestJSON = sdk.AppendManifest(nil, m)
+	return mod, nil
+}
+
+// Name returns the manifest's name.
+func (m *Module) Name() string { return m.manifest.Name }
+
+// Manifest returns the module's manifest.
+func (m *Module) Manifest() sdk.Manifest { return m.manifest }
+
+// Plugin returns the plugin behind the module.
+func (m *Module) Plugin() any { return m.plugin }
+
+// Snapshot returns the module's node table (for tests).
+func (m *Module) Snapshot() *Snapshot { return m.snap }
+
+// Configure passes settings (JSON; empty means none) to the plugin if it
+// is a Configurer; other plugins accept only empty settings.
+func (m *Module) Configure(settings []byte) error {
+	if m.err != nil {
+		return m.err
+	}
+	v := rawjson.Value(settings)
+	empty := v.IsNull()
+	if !empty && !rawjson.Valid(settings) {
+		return errors.New("settings are not valid JSON")
+	}
+	c, ok := m.plugin.(Configurer)
+	if !ok {
+		if !empty && (v.Kind() != rawjson.Object || v.Len() > 0) {
+			return errors.New("plugin " + m.manifest.Name + " takes no settings")
+		}
+		return nil
+	}
+	if empty {
+		v = nil
+	}
+	return c.Configure(v)
+}
+
+// Call runs the entry point behind a hostapi export name with input and
+// returns the bytes the Wasm export would return (a copy). ctx is unused
+// natively; it is there so a Module satisfies the host's plugin
+// interface.
+func (m *Module) Call(_ context.Context, export string, input []byte) ([]byte, error) {
+	switch export {
+	case hostapi.ExportManifest:
+		return slices.Clone(m.manifestJSON), nil
+	case hostapi.ExportConfigure:
+		if err := m.Configure(input); err != nil {
+			return []byte(err.Error()), nil
+		}
+		return nil, nil
+	case hostapi.ExportFilter, hostapi.ExportScore:
+		return slices.Clone(m.Serve(export, input)), nil
+	}
+	return nil, errors.New("sdk: module " + m.manifest.Name + " has no export " + export)
+}
+
+// Serve answers one filter or score request; the result is the module's
+// buffer, valid until the next call.
+func (m *Module) Serve(export string, in []byte) []byte {
+	m.out = m.out[:0]
+	if cap(m.out) > 1<<20 {
+		m.out = nil
+	}
+	if err := m.serve(export, in); err != nil {
+		m.out = append(m.out[:0], hostapi.SchedStatusError)
+		m.out = hostapi.AppendBlob(m.out, []byte(err.Error()))
+	}
+	return m.out
+}
+
+// resync answers that the table is not at the request's base.
+func (m *Module) resync() {
+	m.out = append(m.out[:0], hostapi.SchedStatusResync)
+	m.out = hostapi.AppendU64(m.out, m.snap.gen)
+}
+
+func (m *Module) serve(export string, in []byte) error {
+	if m.err != nil {
+		return m.err
+	}
+	var isFilter bool
+	switch export {
+	case hostapi.ExportFilter:
+		if m.filter == nil {
+			return errors.New("plugin " + m.manifest.Name + " is not a filter")
+		}
+		isFilter = true
+	case hostapi.ExportScore:
+		if m.scorer == nil {
+			return errors.New("plugin " + m.manifest.Name + " is not a scorer")
+		}
+	}
+	r := hostapi.NewSchedReader(in)
+	base, gen, nops := r.U64(), r.U64(), r.U32()
+	if err := r.Err(); err != nil {
+		return err
+	}
+	if base == 0 {
+		m.snap.reset(&m.hooks)
+	} else if base != m.snap.gen {
+		m.resync()
+		return nil
+	}
+	if err := m.snap.apply(&r, nops, &m.hooks); err != nil {
+		// The table is now in an unknown state: start over.
+		m.snap.reset(&m.hooks)
+		m.resync()
+		return nil
+	}
+	m.snap.gen = gen
+	if err := m.readPod(&r); err != nil {
+		return err
+	}
+	n := int(r.U32())
+	if n > r.Remaining()/4 {
+		return hostapi.ErrSchedMessage()
+	}
+	m.nodes = m.nodes[:0]
+	for range n {
+		node := m.snap.Node(int32(r.U32()))
+		if node == nil {
+			return errors.New("sdk: candidate node index not in the table")
+		}
+		m.nodes = append(m.nodes, node)
+	}
+	if err := r.Err(); err != nil {
+		return err
+	}
+	if isFilter {
+		return m.runFilter()
+	}
+	return m.runScore()
+}
+
+// readPod reads the pod part of a request, decoding the pod only for a new
+// attempt.
+func (m *Module) readPod(r *hostapi.SchedReader) error {
+	seq := r.U64()
+	var req Resources
+	readResources(r, &req)
+	nzCPU, nzMem := r.I64(), r.I64()
+	raw := r.Blob()
+	if err := r.Err(); err != nil {
+		return err
+	}
+	if m.hasPod && m.pod.Seq == seq {
+		return nil
+	}
+	m.podBuf = append(m.podBuf[:0], raw...)
+	m.pod = Pod{Seq: seq, Raw: rawjson.Value(m.podBuf), Requests: req, NonZeroMilliCPU: nzCPU, NonZeroMemory: nzMem}
+	if err := decodePod(&m.pod); err != nil {
+		m.hasPod = false
+		return err
+	}
+	m.hasPod = true
+	return nil
+}
+
+func (m *Module) runFilter() error {
+	res := &m.result
+	res.reset(len(m.nodes))
+	if len(m.nodes) > 0 {
+		if err := m.filter.Filter(m.snap, &m.pod, m.nodes, res); err != nil {
+			return err
+		}
+	}
+	out := append(m.out[:0], hostapi.SchedStatusOK)
+	out = hostapi.AppendU32(out, uint32(len(res.sets)))
+	for _, set := range res.sets {
+		out = append(out, uint8(len(set)))
+		for _, s := range set {
+			out = hostapi.AppendStr(out, s)
+		}
+	}
+	if !res.any {
+		out = hostapi.AppendU32(out, 0)
+	} else {
+		out = hostapi.AppendU32(out, uint32(len(res.codes)))
+		for _, c := range res.codes {
+			out = hostapi.AppendU16(out, c)
+		}
+	}
+	m.out = out
+	return nil
+}
+
+func (m *Module) runScore() error {
+	n := len(m.nodes)
+	if cap(m.scores) < n {
+		m.scores = make([]int64, n)
+	}
+	scores := m.scores[:n]
+	clear(scores)
+	if n > 0 {
+		if err := m.scorer.Score(m.snap, &m.pod, m.nodes, scores); err != nil {
+			return err
+		}
+	}
+	switch m.norm {
+	case NormalizeMax:
+		DefaultNormalize(scores, false)
+	case NormalizeMaxReverse:
+		DefaultNormalize(scores, true)
+	}
+	out := append(m.out[:0], hostapi.SchedStatusOK)
+	out = hostapi.AppendU32(out, uint32(n))
+	for _, s := range scores {
+		out = hostapi.AppendI64(out, s)
+	}
+	m.out = out
+	return nil
+}
+
+// FilterResult collects a filter's rejections. Candidates not rejected
+// pass.
+type FilterResult struct {
+	codes  []uint16
+	sets   [][]string
+	intern map[string]uint16
+	any    bool
+}
+
+func (r *FilterResult) reset(n int) {
+	if cap(r.codes) < n {
+		r.codes = make([]uint16, n)
+	}
+	r.codes = r.codes[:n]
+	clear(r.codes)
+	r.sets = r.sets[:0]
+	if r.intern == nil {
+		r.intern = map[string]uint16{}
+	}
+	clear(r.intern)
+	r.any = false
+}
+
+// Reject marks candidate i (an index into the nodes Filter got) as
+// unable to run the pod, with one or more reasons (the strings
+// kube-scheduler's message counts, e.g. "Insufficient cpu",
+// "node(s) didn't match Pod's node affinity/selector"). A later Reject of
+// the same candidate replaces the reasons.
+func (r *FilterResult) Reject(i int, reasons ...string) {
+	if i < 0 || i >= len(r.codes) {
+		return
+	}
+	if len(reasons) == 0 {
+		reasons = []string{"rejected"}
+	}
+	key := reasons[0]
+	if len(reasons) > 1 {
+		key = strings.Join(reasons, "\x00")
+	}
+	code, ok := r.intern[key]
+	if !ok {
+		if len(r.sets) >= 0xfffe {
+			code = uint16(len(r.sets))
+		} else {
+			r.sets = append(r.sets, slices.Clone(reasons))
+			code = uint16(len(r.sets))
+			r.intern[key] = code
+		}
+	}
+	r.codes[i] = code
+	r.any = true
+}
+
+// RejectAll rejects every candidate with the same reasons.
+func (r *FilterResult) RejectAll(reasons ...string) {
+	for i := range r.codes {
+		r.Reject(i, reasons...)
+	}
+}
+
+// Rejected reports whether candidate i has been rejected.
+func (r *FilterResult) Rejected(i int) bool { return i >= 0 && i < len(r.codes) && r.codes[i] != 0 }
+
+// errNoPlugin: the main package registered nothing.
+var errNoPlugin = errors.New("sdk: no scheduler plugin registered (call scheduler.Register from init)")
+
+// registered is the module Register installed.
+var registered *Module
+
+// Register installs p as the module's scheduler plugin. Call it once,
+// from an init function of the plugin's main package; a registration
+// error is reported by the configure export, which stops the server.
+func Register(p any, m sdk.Manifest) {
+	if registered != nil {
+		registered = &Module{manifest: registered.manifest, manifestJSON: registered.manifestJSON, snap: newSnapshot(),
+			err: errors.New("sdk: more than one plugin registered in module " + registered.manifest.Name)}
+	} else {
+		mod, err := New(p, m)
+		if err != nil {
+			mod = &Module{manifest: m, manifestJSON: sdk.AppendManifest(nil, m), snap: newSnapshot(), err: err}
+		}
+		registered = mod
+	}
+	sdk.RegisterEntry(entry{registered})
+}
+
+// Registered returns the module installed by Register.
+func Registered() (*Module, error) {
+	if registered == nil {
+		return nil, errNoPlugin
+	}
+	if registered.err != nil {
+		return nil, registered.err
+	}
+	return registered, nil
+}
+
+// entry adapts the registered module to sdk.Entry (the exports).
+type entry struct{ m *Module }
+
+func (e entry) ManifestJSON() []byte                  { return e.m.manifestJSON }
+func (e entry) Configure(settings []byte) error       { return e.m.Configure(settings) }
+func (e entry) Serve(export string, in []byte) []byte { return e.m.Serve(export, in) }

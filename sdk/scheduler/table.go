@@ -1,0 +1,334 @@
+package scheduler
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/tugboat-dev/tugboat/hostapi"
+	"github.com/tugboat-dev/tugboat/sdk/rawjson"
+)
+
+// Snapshot is the instance's table of every node in the cluster, with the
+// pods bound or assumed to each. The SDK updates it before each call;
+// plugins only read it.
+type Snapshot struct {
+	nodes  []*Node // by index; nil for free indexes
+	byName map[string]*Node
+	pods   map[uint32]*PodInfo
+	count  int
+	gen    uint64
+}
+
+func newSnapshot() *Snapshot {
+	return &Snapshot{byName: map[string]*Node{}, pods: map[uint32]*PodInfo{}}
+}
+
+// Node returns the node at index, or nil.
+func (s *Snapshot) Node(index int32) *Node {
+	if index < 0 || int(index) >= len(s.nodes) {
+		return nil
+	}
+	return s.nodes[index]
+}
+
+// NodeByName returns the named node, or nil.
+func (s *Snapshot) NodeByName(name string) *Node { return s.byName[name] }
+
+// Nodes returns the table by index; free indexes hold nil. The slice is
+// the SDK's: do not modify it or keep it across calls.
+func (s *Snapshot) Nodes() []*Node { return s.nodes }
+
+// Len returns the number of nodes.
+func (s *Snapshot) Len() int { return s.count }
+
+// MaxIndex returns one more than the highest node index in use (the
+// length of Nodes), for sizing per-index arrays and bitsets.
+func (s *Snapshot) MaxIndex() int { return len(s.nodes) }
+
+// Pod returns the bound or assumed pod with the host's id, or nil.
+func (s *Snapshot) Pod(id uint32) *PodInfo { return s.pods[id] }
+
+// Pods calls fn for every bound or assumed pod until it returns false.
+func (s *Snapshot) Pods(fn func(*PodInfo) bool) {
+	for _, p := range s.pods {
+		if !fn(p) {
+			return
+		}
+	}
+}
+
+// Generation is the host generation the table reflects.
+func (s *Snapshot) Generation() uint64 { return s.gen }
+
+// hooks are the plugin's optional watchers.
+type hooks struct {
+	node  NodeWatcher
+	pod   PodWatcher
+	reset Resetter
+}
+
+var errTable = errors.New("sdk: scheduler changes do not match the node table")
+
+// reset empties the table.
+func (s *Snapshot) reset(h *hooks) {
+	if h.reset != nil {
+		h.reset.Reset()
+	}
+	clear(s.nodes)
+	s.nodes = s.nodes[:0]
+	clear(s.byName)
+	clear(s.pods)
+	s.count = 0
+	s.gen = 0
+}
+
+// apply reads nops changes from r and applies them, calling the hooks.
+func (s *Snapshot) apply(r *hostapi.SchedReader, nops uint32, h *hooks) error {
+	for range nops {
+		var err error
+		switch op := r.U8(); op {
+		case hostapi.SchedOpNodeSet:
+			err = s.setNode(r, h)
+		case hostapi.SchedOpNodeRemove:
+			err = s.removeNode(r.U32(), h)
+		case hostapi.SchedOpPodAdd:
+			err = s.addPod(r, h)
+		case hostapi.SchedOpPodRemove:
+			idx := r.U32()
+			err = s.removePod(idx, r.U32(), h)
+		default:
+			err = errors.New("sdk: unknown scheduler op " + strconv.Itoa(int(op)))
+		}
+		if err == nil {
+			err = r.Err()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Snapshot) setNode(r *hostapi.SchedReader, h *hooks) error {
+	idx := r.U32()
+	name := r.Str()
+	var alloc Resources
+	readResources(r, &alloc)
+	raw := r.Blob()
+	if err := r.Err(); err != nil {
+		return err
+	}
+	if idx > 1<<24 {
+		return errTable
+	}
+	for int(idx) >= len(s.nodes) {
+		s.nodes = append(s.nodes, nil)
+	}
+	n := s.nodes[idx]
+	if n != nil && n.Name != name {
+		if err := s.removeNode(idx, h); err != nil {
+			return err
+		}
+		n = nil
+	}
+	var old *Node
+	if n == nil {
+		n = &Node{Index: int32(idx), Name: name}
+		s.nodes[idx] = n
+		s.byName[name] = n
+		s.count++
+	} else {
+		cp := *n
+		old = &cp
+	}
+	n.Allocatable = alloc
+	n.Raw = rawjson.Value(append([]byte(nil), raw...))
+	decodeNode(n)
+	n.Generation++
+	if h.node != nil {
+		h.node.NodeChanged(old, n)
+	}
+	return nil
+}
+
+func (s *Snapshot) removeNode(idx uint32, h *hooks) error {
+	if int(idx) >= len(s.nodes) || s.nodes[idx] == nil {
+		return errTable
+	}
+	n := s.nodes[idx]
+	for len(n.Pods) > 0 {
+		p := n.Pods[len(n.Pods)-1]
+		if err := s.removePod(idx, p.ID, h); err != nil {
+			return err
+		}
+	}
+	s.nodes[idx] = nil
+	delete(s.byName, n.Name)
+	s.count--
+	for len(s.nodes) > 0 && s.nodes[len(s.nodes)-1] == nil {
+		s.nodes = s.nodes[:len(s.nodes)-1]
+	}
+	if h.node != nil {
+		h.node.NodeChanged(n, nil)
+	}
+	return nil
+}
+
+func (s *Snapshot) addPod(r *hostapi.SchedReader, h *hooks) error {
+	idx := r.U32()
+	p := &PodInfo{ID: r.U32()}
+	flags := r.U8()
+	p.Terminating = flags&hostapi.SchedPodTerminating != 0
+	p.UID = r.Str()
+	p.Namespace = r.Str()
+	p.Name = r.Str()
+	nl := int(r.U16())
+	p.Labels = make(map[string]string, nl)
+	for range nl {
+		k := r.Str()
+		p.Labels[k] = r.Str()
+	}
+	readResources(r, &p.Requests)
+	p.NonZeroMilliCPU = r.I64()
+	p.NonZeroMemory = r.I64()
+	if aff := r.Blob(); len(aff) > 0 {
+		p.Affinity = rawjson.Value(append([]byte(nil), aff...))
+	}
+	if err := r.Err(); err != nil {
+		return err
+	}
+	if int(idx) >= len(s.nodes) || s.nodes[idx] == nil {
+		return errTable
+	}
+	if old := s.pods[p.ID]; old != nil {
+		// A re-add replaces (assumed -> bound, or a changed summary).
+		if err := s.removePod(uint32(old.Node.Index), old.ID, h); err != nil {
+			return err
+		}
+	}
+	n := s.nodes[idx]
+	p.Node = n
+	p.slot = len(n.Pods)
+	n.Pods = append(n.Pods, p)
+	n.Requested.Add(&p.Requests)
+	n.NonZeroMilliCPU += p.NonZeroMilliCPU
+	n.NonZeroMemory += p.NonZeroMemory
+	n.Generation++
+	s.pods[p.ID] = p
+	if h.pod != nil {
+		h.pod.PodAdded(p)
+	}
+	return nil
+}
+
+func (s *Snapshot) removePod(idx, id uint32, h *hooks) error {
+	p := s.pods[id]
+	if p == nil || uint32(p.Node.Index) != idx {
+		return errTable
+	}
+	n := p.Node
+	last := len(n.Pods) - 1
+	n.Pods[p.slot] = n.Pods[last]
+	n.Pods[p.slot].slot = p.slot
+	n.Pods[last] = nil
+	n.Pods = n.Pods[:last]
+	n.Requested.Sub(&p.Requests)
+	n.NonZeroMilliCPU -= p.NonZeroMilliCPU
+	n.NonZeroMemory -= p.NonZeroMemory
+	n.Generation++
+	delete(s.pods, id)
+	if h.pod != nil {
+		h.pod.PodRemoved(p)
+	}
+	return nil
+}
+
+// readResources reads a resources list into res.
+func readResources(r *hostapi.SchedReader, res *Resources) {
+	n := int(r.U8())
+	for range n {
+		id, name, v := r.Resource()
+		switch id {
+		case hostapi.SchedResCPU:
+			res.MilliCPU = v
+		case hostapi.SchedResMemory:
+			res.Memory = v
+		case hostapi.SchedResEphemeralStorage:
+			res.EphemeralStorage = v
+		case hostapi.SchedResPods:
+			res.Pods = v
+		default:
+			if res.Scalar == nil {
+				res.Scalar = make(map[string]int64, n)
+			}
+			res.Scalar[string(name)] = v
+		}
+	}
+}
+
+// decodeNode fills the fields of n that come from n.Raw.
+func decodeNode(n *Node) {
+	n.Labels = map[string]string{}
+	n.Taints = nil
+	n.Unschedulable = false
+	n.Images = nil
+	raw := n.Raw
+	if md, ok := raw.Get("metadata"); ok {
+		if l, ok := md.Get("labels"); ok {
+			n.Labels = stringMap(l)
+		}
+	}
+	if spec, ok := raw.Get("spec"); ok {
+		if u, ok := spec.Get("unschedulable"); ok {
+			n.Unschedulable, _ = u.Bool()
+		}
+		if ts, ok := spec.Get("taints"); ok {
+			_ = ts.EachElem(func(_ int, t rawjson.Value) bool {
+				n.Taints = append(n.Taints, Taint{Key: member(t, "key"), Value: member(t, "value"), Effect: member(t, "effect")})
+				return true
+			})
+		}
+	}
+	if st, ok := raw.Get("status"); ok {
+		if imgs, ok := st.Get("images"); ok {
+			_ = imgs.EachElem(func(_ int, im rawjson.Value) bool {
+				var img Image
+				if names, ok := im.Get("names"); ok {
+					_ = names.EachElem(func(_ int, v rawjson.Value) bool {
+						if s, ok := v.String(); ok {
+							img.Names = append(img.Names, s)
+						}
+						return true
+					})
+				}
+				if sz, ok := im.Get("sizeBytes"); ok {
+					img.SizeBytes, _ = sz.Int()
+				}
+				n.Images = append(n.Images, img)
+				return true
+			})
+		}
+	}
+}
+
+// stringMap decodes a JSON object of strings (other values are skipped).
+func stringMap(v rawjson.Value) map[string]string {
+	m := map[string]string{}
+	_ = v.EachMember(func(k []byte, val rawjson.Value) bool {
+		if s, ok := val.String(); ok {
+			m[string(k)] = s
+		}
+		return true
+	})
+	return m
+}
+
+// member returns the string member key of object v, or "".
+func member(v rawjson.Value, key string) string {
+	m, ok := v.Get(key)
+	if !ok {
+		return ""
+	}
+	s, _ := m.String()
+	return s
+}
