@@ -61,6 +61,15 @@ bench-api: ## API benchmark: go run ./cmd/tugbench api (starts tugboat server), 
 bench-plugins: ## Wasm plugin benchmark: go run ./cmd/tugbench plugins (admission vs native, cold start, deadlines), with BENCHFLAGS
 	$(GO) run ./cmd/tugbench plugins $(BENCHFLAGS)
 
+bench-scheduler: plugins ## scheduler benchmark: go run ./cmd/tugbench scheduler (5000 nodes; basic, anti-affinity, node affinity; Wasm vs native), with BENCHFLAGS
+	$(GO) run ./cmd/tugbench scheduler $(BENCHFLAGS)
+
+bench-agent: ## node agent benchmark: go run ./cmd/tugbench agent (100 exec-runtime pods: creation->Running p50/p99, agent idle RSS/CPU), with BENCHFLAGS
+	$(GO) run ./cmd/tugbench agent $(BENCHFLAGS)
+
+bench-network: ## network benchmark (root, in netns): go run ./cmd/tugbench network (iptables sync 1000 svc x 10 ep, cluster IP vs direct), with BENCHFLAGS
+	$(GO) run ./cmd/tugbench network $(BENCHFLAGS)
+
 fuzz: ## run each Go fuzz target for FUZZTIME (default 20s)
 	@list=$$($(GO) test -list '^Fuzz' ./...); \
 	targets=$$(awk '/^Fuzz/ { names[n++] = $$1; next } \

@@ -37,15 +37,36 @@ import (
 //	u64 gen         generation after the changes
 //	u32 nops        number of changes, then nops × op (below)
 //	u64 podSeq      scheduling attempt; equal seqs carry the same pod
-//	resources       the pod's requests (SchedPodRequests semantics)
-//	i64 nonzeroCPU  milli-CPU request with defaults for containers without one
-//	i64 nonzeroMem  memory request with defaults
-//	blob pod        the Pod JSON (v1)
+//	pod             the pod being scheduled (below)
 //	u32 n           candidates, then n × u32 node index
+//
+// Pod (decoded by the host once per attempt, so guests need not parse
+// JSON for the common fields):
+//
+//	resources       the pod's requests: max(sum of containers and sidecar
+//	                init containers, each init container) + overhead,
+//	                with "pods" = 1
+//	i64 nonzeroCPU  milli-CPU requests with defaults for containers
+//	                without one (SchedDefaultMilliCPU)
+//	i64 nonzeroMem  memory requests with defaults (SchedDefaultMemory)
+//	str uid, str namespace, str name, str nodeName, str schedulerName
+//	i64 priority    spec.priority (0 when absent)
+//	u16 n × (str key, str value)      metadata.labels
+//	u16 n × (str key, str value)      spec.nodeSelector
+//	u16 n × (str key, str operator, str value, str effect)  spec.tolerations
+//	u16 n × str                       container and init container images
+//	u16 n × (str protocol, str hostIP, u32 port)  container host ports
+//	blob affinity   spec.affinity JSON (empty when absent)
+//	blob spread     spec.topologySpreadConstraints JSON (empty when absent)
+//	blob pod        the whole Pod JSON (v1)
 //
 // Ops (u8 opcode first):
 //
 //	SchedOpNodeSet     u32 index, str name, resources allocatable,
+//	                   u8 flags (SchedNode*),
+//	                   u16 n × (str key, str value)  metadata.labels,
+//	                   u16 n × (str key, str value, str effect)  spec.taints,
+//	                   u16 n × (u16 m × str name, i64 sizeBytes)  status.images,
 //	                   blob node JSON. Adds the node at index, or replaces
 //	                   the object of the node there (its pods stay).
 //	SchedOpNodeRemove  u32 index. Removes the node and its pods.
@@ -72,6 +93,11 @@ import (
 //	                        every candidate passes.
 //	SchedStatusOK, score:   u32 n, n × i64 score (0..SchedMaxScore; the
 //	                        host clamps), one per candidate.
+//	SchedStatusSkip:        nothing follows: the plugin has nothing to do
+//	                        for this pod (kube-scheduler's PreFilter or
+//	                        PreScore "Skip"): every candidate passes, or the
+//	                        plugin adds no score. The host does not call the
+//	                        plugin again for the same attempt's candidates.
 //	SchedStatusResync:      u64 the guest's generation (0 = empty table).
 //	SchedStatusError:       blob message (UTF-8). The host treats it like
 //	                        a trap: the pod's attempt fails and is retried.
@@ -93,6 +119,13 @@ const (
 	SchedStatusOK     = 0
 	SchedStatusResync = 1
 	SchedStatusError  = 2
+	SchedStatusSkip   = 3
+)
+
+// Node flags.
+const (
+	// SchedNodeUnschedulable: spec.unschedulable (cordoned).
+	SchedNodeUnschedulable = 1
 )
 
 // Pod summary flags.
@@ -230,6 +263,16 @@ func (r *SchedReader) take(n int) []byte {
 	}
 	p := r.b[r.off : r.off+n : r.off+n]
 	r.off += n
+	return p
+}
+
+// Rest returns the unread bytes (without copying) and consumes them.
+func (r *SchedReader) Rest() []byte {
+	if r.bad {
+		return nil
+	}
+	p := r.b[r.off:]
+	r.off = len(r.b)
 	return p
 }
 

@@ -6,6 +6,7 @@
 //	tugbench store [flags]   Badger store vs embedded etcd (make bench-store)
 //	tugbench api [flags]     tugboat server through client-go (make bench-api)
 //	tugbench plugins [flags] Wasm plugin runtime vs native code (make bench-plugins)
+//	tugbench network [flags] iptables proxy sync and cluster IP request rate (make bench-network)
 //
 // Run "tugbench <command> -h" for a command's flags.
 package main
@@ -32,6 +33,9 @@ var commands = []command{
 	{name: "store", summary: "Badger store vs embedded etcd: create latency, throughput, watch fan-out", run: runStore},
 	{name: "api", summary: "tugboat server through client-go: start time, idle RSS, creates/s, get/list latency", run: runAPI},
 	{name: "plugins", summary: "Wasm plugins: admission latency vs native, cold start, instance cost, deadline overhead", run: runPlugins},
+	{name: "scheduler", summary: "scheduler: pods/s on 5000 nodes (basic, anti-affinity, node affinity), Wasm vs native plugins", run: runScheduler},
+	{name: "agent", summary: "node agent on the exec runtime: 100 pods creation->Running p50/p99, agent idle RSS and CPU", run: runAgentBench},
+	{name: "network", summary: "iptables sync of 1000 services x 10 endpoints (full, one-endpoint change), cluster IP vs direct request rate, in netns", run: runNetwork},
 }
 
 func main() {

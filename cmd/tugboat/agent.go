@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -13,8 +18,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tugboat-dev/tugboat/kernel/agent"
 	"github.com/tugboat-dev/tugboat/kernel/agent/sim"
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
+	execrt "github.com/tugboat-dev/tugboat/kernel/dataplane/exec"
+	"github.com/tugboat-dev/tugboat/kernel/pki"
 )
 
 // AgentConfig is the agent section of Config (squashed into it: the keys it
@@ -117,7 +125,23 @@ func completeAgent(c *Config) []error {
 // nodes' objects, so it is not a single node's identity.
 var simUser = apiserver.User{Name: "system:tugboat:sim", Groups: []string{"system:masters"}}
 
+// startAgent starts the local node and the simulated ones. A shutdown
+// that begins while they start is not an error.
 func startAgent(ctx context.Context, env componentEnv) (func(), error) {
+	if env.Certs != nil {
+		if _, err := agent.LoadJoinToken(nodeTokenFile(env.Config), env.Certs.CAPEM()); err != nil {
+			return nil, err
+		}
+		env.Logger.Info("nodes join with `tugboat agent --server " + env.ServerURL + " --token <token>`; the token is in " + nodeTokenFile(env.Config))
+	}
+	stop, err := startNodes(ctx, env)
+	if err != nil && ctx.Err() != nil {
+		return func() {}, nil
+	}
+	return stop, err
+}
+
+func startNodes(ctx context.Context, env componentEnv) (func(), error) {
 	a := env.Config.Agent
 	var sims []*sim.Cluster
 	stop := func() {
@@ -141,6 +165,17 @@ func startAgent(ctx context.Context, env componentEnv) (func(), error) {
 		}
 		sims = append(sims, c)
 		return nil
+	}
+	if !a.DisableAgent && a.Runtime == "exec" {
+		stopLocal, err := startLocalAgent(ctx, env)
+		if err != nil {
+			return nil, err
+		}
+		prev := stop
+		stop = func() {
+			stopLocal()
+			prev()
+		}
 	}
 	if !a.DisableAgent && a.Runtime == "sim" {
 		labels, _ := parseLabels(a.NodeLabels)
@@ -225,4 +260,106 @@ func parseResources(list []string) (corev1.ResourceList, error) {
 		out[corev1.ResourceName(k)] = q
 	}
 	return out, nil
+}
+
+// nodeUser is the identity of node name's agent, as node authorization
+// expects it.
+func nodeUser(name string) apiserver.User {
+	return apiserver.User{Name: "system:node:" + name, Groups: []string{"system:nodes", "system:authenticated"}}
+}
+
+// startLocalAgent runs this machine's node on the exec runtime, in
+// process, with its state under <data-dir>/agent.
+func startLocalAgent(ctx context.Context, env componentEnv) (func(), error) {
+	a := env.Config.Agent
+	dir := filepath.Join(env.Config.DataDir, "agent")
+	logger := env.Logger.With("component", "agent")
+	rt, err := execrt.New(execrt.Options{Dir: filepath.Join(dir, "containers"), Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	rc := env.Client(nodeUser(a.NodeName))
+	rc.ContentType = "application/vnd.kubernetes.protobuf"
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
+	labels, _ := parseLabels(a.NodeLabels)
+	taints, _ := parseTaints(a.RegisterWithTaints)
+	ag, err := agent.Start(ctx, cs, agent.Config{
+		NodeName: a.NodeName, Runtime: rt, Dir: dir, Labels: labels, Taints: taints, Logger: logger,
+	})
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
+	local := ag.Handler()
+	remote, err := remoteConnector(env.Certs)
+	if err != nil {
+		ag.Stop()
+		rt.Close()
+		return nil, err
+	}
+	apiserver.SetDefaultNodeConnector(func(ctx context.Context, node *corev1.Node) (http.Handler, error) {
+		if node.Name == a.NodeName {
+			return local, nil
+		}
+		return remote(ctx, node)
+	})
+	return func() {
+		apiserver.SetDefaultNodeConnector(nil)
+		ag.Stop()
+		rt.Close()
+	}, nil
+}
+
+// remoteConnector reaches remote agents' kubelet API over TLS with a
+// client certificate for agent.APIServerClientName. Agents' serving
+// certificates are self-signed and not verified (as kube-apiserver does
+// not verify kubelets' by default).
+func remoteConnector(certs *pki.PKI) (apiserver.NodeConnector, error) {
+	certPEM, keyPEM, err := certs.IssueClientCert(agent.APIServerClientName, nil)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	transport := &http.Transport{
+		TLSClientConfig:     &tls.Config{Certificates: []tls.Certificate{pair}, InsecureSkipVerify: true}, //nolint:gosec // see above
+		TLSHandshakeTimeout: 10 * time.Second,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return func(_ context.Context, node *corev1.Node) (http.Handler, error) {
+		base, err := agent.NodeURL(node)
+		if err != nil {
+			return nil, err
+		}
+		target, err := url.Parse(base)
+		if err != nil {
+			return nil, err
+		}
+		return &httputil.ReverseProxy{
+			Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+			Transport:     transport,
+			FlushInterval: -1,
+		}, nil
+	}, nil
+}
+
+// nodeTokenFile is where the server keeps the join token.
+func nodeTokenFile(cfg Config) string { return filepath.Join(cfg.DataDir, "node-token") }
+
+// JoinHandler returns the unauthenticated handler of agent.JoinCAPath and
+// agent.JoinPath (`tugboat agent --token` joins through them), creating
+// the join token at <data-dir>/node-token if needed. server.go mounts it
+// in front of authentication.
+func JoinHandler(cfg Config, certs *pki.PKI) (http.Handler, error) {
+	tok, err := agent.LoadJoinToken(nodeTokenFile(cfg), certs.CAPEM())
+	if err != nil {
+		return nil, err
+	}
+	return &agent.JoinServer{Token: tok, CA: certs.CAPEM(), Issue: certs.IssueClientCert}, nil
 }

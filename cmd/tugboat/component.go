@@ -24,6 +24,9 @@ type componentEnv struct {
 	Store store.Store
 	// Certs is the server's PKI (to issue node certificates).
 	Certs *pki.PKI
+	// APIServer is the API server itself (to attach node connectors and
+	// the like).
+	APIServer *apiserver.Server
 	// API is the API handler (before authentication); Client returns a
 	// client-go config served by it in-process as user.
 	API http.Handler

@@ -40,6 +40,7 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServerCommand(), newPluginCommand(), newVersionCommand())
+	root.AddCommand(newAgentCommand())
 	return root
 }
 

@@ -185,6 +185,7 @@ func runServer(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err e
 		Engine:    engine,
 		Store:     st,
 		Certs:     certs,
+		APIServer: api,
 		API:       api.Handler(),
 		ServerURL: server,
 	}

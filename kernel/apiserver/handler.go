@@ -39,6 +39,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) requestLabels {
 		s.serveOpenAPI(w, r)
 		return requestLabels{verb: "get", resource: "openapi"}
 	}
+	if s.serveNodeStream(w, r) { // pods/exec, attach, portforward (nodeproxy.go)
+		return requestLabels{verb: "create", resource: "pods", sub: "exec"}
+	}
 	if r.Method == http.MethodGet && s.serveDiscovery(w, r) {
 		return requestLabels{verb: "get", resource: "discovery"}
 	}
@@ -46,6 +49,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) requestLabels {
 	if err != nil {
 		s.writeError(w, r, req, err)
 		return requestLabels{verb: strings.ToLower(r.Method), resource: "unknown"}
+	}
+	if err := s.authorizeNode(w, r, req); err != nil { // nodeauthz.go
+		s.writeError(w, r, req, err)
+		return requestLabels{verb: req.verb, resource: req.res.plural, sub: req.subresource}
 	}
 	s.serveResource(w, r, req)
 	return requestLabels{verb: req.verb, resource: req.res.plural, sub: req.subresource}

@@ -17,7 +17,7 @@ import (
 // The scale subresource reads and writes spec.replicas of deployments,
 // replicasets and statefulsets as an autoscaling/v1 Scale; the binding
 // subresource assigns a pod to a node; pods/log is served by the node
-// agent (a later issue).
+// agent (nodeproxy.go).
 
 var scaleGVK = gvAutoscalingV1.WithKind("Scale")
 
@@ -201,14 +201,7 @@ func setPodScheduled(pod *corev1.Pod) {
 	pod.Status.Conditions = append(pod.Status.Conditions, cond)
 }
 
-// serveLog answers pods/log: 404 for a missing pod, else 501 until the
-// node agent serves logs.
+// serveLog answers pods/log from the pod's node agent (nodeproxy.go).
 func (s *Server) serveLog(w http.ResponseWriter, r *http.Request, req *request) {
-	if _, err := s.store.Get(r.Context(), req.key()); err != nil {
-		s.writeError(w, r, req, err)
-		return
-	}
-	se := apierrors.NewGenericServerResponse(http.StatusNotImplemented, "get", req.res.groupResource(), req.name,
-		"pod logs are served by the node agent, which this server does not run yet", 0, false)
-	s.writeError(w, r, req, se)
+	s.serveNodeLog(w, r, req)
 }

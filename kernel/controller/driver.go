@@ -242,7 +242,7 @@ func (d *Driver) lead(ctx context.Context) {
 			}
 			info, err := res.lookup(name)
 			if err != nil {
-				d.log.Error("controller watches an unknown resource; it stays idle", "controller", c.reg.Name, "resource", name)
+				d.log.Warn("watched resource not served; ignored", "controller", c.reg.Name, "resource", name)
 				continue
 			}
 			t.caches[name] = newResourceCache(info)

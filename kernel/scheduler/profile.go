@@ -3,11 +3,17 @@ package scheduler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	goruntime "runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -74,8 +80,35 @@ type pluginState struct {
 	plugin Plugin
 	name   string
 	weight int64
-	gen    uint64 // 0: send the full table
+	snap   *Snapshot // the snapshot gen belongs to
+	gen    uint64    // 0: send the full table
+	stats  PluginStats
+	// skip: the plugin answered SchedStatusSkip to this attempt's filter.
+	skip bool
 }
+
+// PluginStats count one plugin's calls in a profile.
+type PluginStats struct {
+	Name string
+	// FilterCalls and ScoreCalls count calls; Resyncs the calls that sent
+	// the full table.
+	FilterCalls, ScoreCalls, Resyncs int64
+	// Nodes is the number of candidate nodes passed in all calls.
+	Nodes int64
+	// Skips counts the calls answered with "skip".
+	Skips int64
+	// Bytes counts the request bytes sent.
+	Bytes int64
+	// FullTime is the part of Time spent in calls that sent the full
+	// table.
+	FullTime time.Duration
+	// Time is the time spent in calls (encoding, the plugin, decoding).
+	Time time.Duration
+}
+
+// podSeq numbers scheduling attempts across all profiles and snapshots, so
+// a plugin instance never mistakes one pod for another.
+var podSeq atomic.Uint64
 
 // Profile is one scheduler profile (one spec.schedulerName): its filters
 // in order and its weighted scorers. Not safe for concurrent use.
@@ -140,6 +173,16 @@ func NewProfile(name string, plugins []PluginConfig) (*Profile, error) {
 	return p, nil
 }
 
+// Stats returns the call statistics of the profile's plugins.
+func (p *Profile) Stats() []PluginStats {
+	out := make([]PluginStats, len(p.all))
+	for i, st := range p.all {
+		out[i] = st.stats
+		out[i].Name = st.name
+	}
+	return out
+}
+
 // Name returns the profile's scheduler name.
 func (p *Profile) Name() string { return p.name }
 
@@ -172,7 +215,7 @@ func (p *Profile) Schedule(ctx context.Context, snap *Snapshot, pod *corev1.Pod,
 		res.Message = "no nodes available to schedule pods"
 		return res, nil
 	}
-	if err := p.encodePod(snap, pod, &res.req); err != nil {
+	if err := p.encodePod(pod, &res.req); err != nil {
 		return res, err
 	}
 	want := numFeasibleToFind(n)
@@ -182,6 +225,9 @@ func (p *Profile) Schedule(ctx context.Context, snap *Snapshot, pod *corev1.Pod,
 	start := p.next % n
 	p.feasible = p.feasible[:0]
 	p.rejected = p.rejected[:0]
+	for _, f := range p.filters {
+		f.skip = false
+	}
 	processed, chunk := 0, want
 	for processed < n && len(p.feasible) < want {
 		k := min(chunk, n-processed)
@@ -193,6 +239,9 @@ func (p *Profile) Schedule(ctx context.Context, snap *Snapshot, pod *corev1.Pod,
 		for _, f := range p.filters {
 			if len(p.cands) == 0 {
 				break
+			}
+			if f.skip {
+				continue
 			}
 			if err := p.filter(ctx, snap, f); err != nil {
 				return res, err
@@ -230,7 +279,7 @@ func (p *Profile) Schedule(ctx context.Context, snap *Snapshot, pod *corev1.Pod,
 }
 
 // encodePod encodes the pod part of this attempt's requests.
-func (p *Profile) encodePod(snap *Snapshot, pod *corev1.Pod, r *requests) error {
+func (p *Profile) encodePod(pod *corev1.Pod, r *requests) error {
 	cp := *pod
 	cp.ManagedFields = nil
 	if cp.APIVersion == "" {
@@ -240,18 +289,143 @@ func (p *Profile) encodePod(snap *Snapshot, pod *corev1.Pod, r *requests) error 
 	if err != nil {
 		return fmt.Errorf("encode pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	snap.podSeq++
-	b := hostapi.AppendU64(p.podPart[:0], snap.podSeq)
+	p.podPart = appendPod(p.podPart[:0], podSeq.Add(1), pod, r, js)
+	return nil
+}
+
+// appendPod encodes the pod part of a request (hostapi's layout).
+func appendPod(b []byte, seq uint64, pod *corev1.Pod, r *requests, js []byte) []byte {
+	b = hostapi.AppendU64(b, seq)
 	b = appendResources(b, r.list)
 	b = hostapi.AppendI64(b, r.nonZeroCPU)
 	b = hostapi.AppendI64(b, r.nonMem)
-	p.podPart = hostapi.AppendBlob(b, js)
-	return nil
+	for _, s := range []string{string(pod.UID), pod.Namespace, pod.Name, pod.Spec.NodeName, pod.Spec.SchedulerName} {
+		b = hostapi.AppendStr(b, s)
+	}
+	var prio int64
+	if pod.Spec.Priority != nil {
+		prio = int64(*pod.Spec.Priority)
+	}
+	b = hostapi.AppendI64(b, prio)
+	b = appendStringMap(b, pod.Labels)
+	b = appendStringMap(b, pod.Spec.NodeSelector)
+	b = hostapi.AppendU16(b, uint16(len(pod.Spec.Tolerations)))
+	for _, t := range pod.Spec.Tolerations {
+		b = hostapi.AppendStr(b, t.Key)
+		b = hostapi.AppendStr(b, string(t.Operator))
+		b = hostapi.AppendStr(b, t.Value)
+		b = hostapi.AppendStr(b, string(t.Effect))
+	}
+	n := len(pod.Spec.InitContainers) + len(pod.Spec.Containers)
+	b = hostapi.AppendU16(b, uint16(n))
+	var ports int
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			b = hostapi.AppendStr(b, cs[i].Image)
+			for _, cp := range cs[i].Ports {
+				if cp.HostPort > 0 {
+					ports++
+				}
+			}
+		}
+	}
+	b = hostapi.AppendU16(b, uint16(ports))
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			for _, cp := range cs[i].Ports {
+				if cp.HostPort <= 0 {
+					continue
+				}
+				proto := string(cp.Protocol)
+				if proto == "" {
+					proto = string(corev1.ProtocolTCP)
+				}
+				b = hostapi.AppendStr(b, proto)
+				b = hostapi.AppendStr(b, cp.HostIP)
+				b = hostapi.AppendU32(b, uint32(cp.HostPort))
+			}
+		}
+	}
+	var aff, spread []byte
+	if pod.Spec.Affinity != nil {
+		aff, _ = json.Marshal(pod.Spec.Affinity)
+	}
+	if len(pod.Spec.TopologySpreadConstraints) > 0 {
+		spread, _ = json.Marshal(pod.Spec.TopologySpreadConstraints)
+	}
+	b = hostapi.AppendBlob(b, aff)
+	b = hostapi.AppendBlob(b, spread)
+	return hostapi.AppendBlob(b, js)
+}
+
+// appendStringMap appends u16 n × (str key, str value), keys sorted.
+func appendStringMap(b []byte, m map[string]string) []byte {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b = hostapi.AppendU16(b, uint16(len(keys)))
+	for _, k := range keys {
+		b = hostapi.AppendStr(b, k)
+		b = hostapi.AppendStr(b, m[k])
+	}
+	return b
+}
+
+// Warm sends the full table of snap to every plugin of the profile that
+// has not seen it, with an empty pod and no candidates, so that the first
+// pods do not pay for it. Plugins are warmed in parallel (up to
+// GOMAXPROCS at once); a plugin that fails is reported and will get the
+// table with its next call.
+func (p *Profile) Warm(ctx context.Context, snap *Snapshot) error {
+	d := snap.full()
+	b := hostapi.AppendU64(nil, 0)
+	b = hostapi.AppendU64(b, snap.gen)
+	b = hostapi.AppendU32(b, d.nops)
+	b = append(b, d.ops...)
+	b = appendPod(b, podSeq.Add(1), &corev1.Pod{}, &requests{}, []byte("{}"))
+	req := hostapi.AppendU32(b, 0)
+	sem := make(chan struct{}, goruntime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	errs := make([]error, len(p.all))
+	for i, st := range p.all {
+		if st.snap == snap && st.gen != 0 {
+			continue
+		}
+		export := hostapi.ExportFilter
+		if !slices.Contains(p.filters, st) {
+			export = hostapi.ExportScore
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			t0 := time.Now()
+			out, err := st.plugin.Call(ctx, export, req)
+			st.stats.FullTime += time.Since(t0)
+			st.stats.Time += time.Since(t0)
+			st.stats.Resyncs++
+			switch {
+			case err != nil:
+				errs[i] = err
+			case len(out) > 0 && (out[0] == hostapi.SchedStatusOK || out[0] == hostapi.SchedStatusSkip):
+				st.snap, st.gen = snap, snap.gen
+			default:
+				errs[i] = badResponse(st, export)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // call sends one request with the changes st has not seen, resending on
 // a resync answer, and returns the response after its status byte.
 func (p *Profile) call(ctx context.Context, snap *Snapshot, st *pluginState, export string, cands []int32) ([]byte, error) {
+	if st.snap != snap {
+		st.snap, st.gen = snap, 0
+	}
 	for range 3 {
 		base := st.gen
 		d := snap.delta(base)
@@ -270,7 +444,23 @@ func (p *Profile) call(ctx context.Context, snap *Snapshot, st *pluginState, exp
 		if cap(b) <= 1<<20 {
 			p.buf = b
 		}
+		t0 := time.Now()
 		out, err := st.plugin.Call(ctx, export, b)
+		took := time.Since(t0)
+		st.stats.Time += took
+		if base == 0 {
+			st.stats.FullTime += took
+		}
+		st.stats.Nodes += int64(len(cands))
+		st.stats.Bytes += int64(len(b))
+		if export == hostapi.ExportFilter {
+			st.stats.FilterCalls++
+		} else {
+			st.stats.ScoreCalls++
+		}
+		if base == 0 {
+			st.stats.Resyncs++
+		}
 		if err != nil {
 			st.gen = 0 // the instance may be new
 			return nil, err
@@ -283,6 +473,10 @@ func (p *Profile) call(ctx context.Context, snap *Snapshot, st *pluginState, exp
 		case hostapi.SchedStatusOK:
 			st.gen = snap.gen
 			return out[1:], nil
+		case hostapi.SchedStatusSkip:
+			st.gen = snap.gen
+			st.stats.Skips++
+			return nil, errSkip
 		case hostapi.SchedStatusResync:
 			r := hostapi.NewSchedReader(out[1:])
 			st.gen = r.U64()
@@ -305,6 +499,10 @@ func (p *Profile) call(ctx context.Context, snap *Snapshot, st *pluginState, exp
 // filter runs one filter over p.cands and keeps the survivors there.
 func (p *Profile) filter(ctx context.Context, snap *Snapshot, st *pluginState) error {
 	out, err := p.call(ctx, snap, st, hostapi.ExportFilter, p.cands)
+	if err == errSkip {
+		st.skip = true
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -345,6 +543,9 @@ func (p *Profile) filter(ctx context.Context, snap *Snapshot, st *pluginState) e
 	return nil
 }
 
+// errSkip: the plugin answered SchedStatusSkip.
+var errSkip = errors.New("skip")
+
 func badResponse(st *pluginState, export string) error {
 	return fmt.Errorf("plugin %s: %s: malformed response: %w", st.name, export, errdefs.ErrInvalid)
 }
@@ -363,6 +564,12 @@ func (p *Profile) score(ctx context.Context, snap *Snapshot, res *Result, trace 
 	}
 	for _, st := range p.scorers {
 		out, err := p.call(ctx, snap, st, hostapi.ExportScore, p.feasible)
+		if err == errSkip {
+			if trace {
+				res.PluginScores[st.name] = map[string]int64{}
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}

@@ -71,6 +71,7 @@ type Scheduler struct {
 
 	binds  chan bindJob
 	events *eventSink
+	ready  chan struct{}
 
 	bound atomic.Int64
 }
@@ -129,6 +130,7 @@ func New(cfg Config) (*Scheduler, error) {
 		workers:  cfg.BindWorkers,
 		snap:     NewSnapshot(),
 		wake:     make(chan struct{}, 1),
+		ready:    make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -153,6 +155,10 @@ func New(cfg Config) (*Scheduler, error) {
 	return s, nil
 }
 
+// Ready is closed once the caches have synced and every plugin has the
+// node table; pods are scheduled from then on.
+func (s *Scheduler) Ready() <-chan struct{} { return s.ready }
+
 // Bound returns the number of bindings written so far.
 func (s *Scheduler) Bound() int64 { return s.bound.Load() }
 
@@ -164,23 +170,27 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	factory := informers.NewSharedInformerFactory(s.client, 0)
 	podInf := factory.Core().V1().Pods().Informer()
 	nodeInf := factory.Core().V1().Nodes().Informer()
-	if _, err := podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	podReg, err := podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { s.post(podEvent(evPodSet, o)) },
 		UpdateFunc: func(_, o any) { s.post(podEvent(evPodSet, o)) },
 		DeleteFunc: func(o any) { s.post(podEvent(evPodDel, o)) },
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("scheduler: pod handler: %w", err)
 	}
-	if _, err := nodeInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	nodeReg, err := nodeInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { s.post(nodeEvent(evNodeSet, o)) },
 		UpdateFunc: func(_, o any) { s.post(nodeEvent(evNodeSet, o)) },
 		DeleteFunc: func(o any) { s.post(nodeEvent(evNodeDel, o)) },
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("scheduler: node handler: %w", err)
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced, nodeInf.HasSynced) {
+	// The handlers' HasSynced: every object of the initial lists has been
+	// posted to the loop, so the first pass sees the whole cluster.
+	if !cache.WaitForCacheSync(ctx.Done(), podReg.HasSynced, nodeReg.HasSynced) {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -246,6 +256,7 @@ func (s *Scheduler) loop(ctx context.Context) {
 	var spare []event
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	warmed := false
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		evs := s.pending
@@ -257,6 +268,15 @@ func (s *Scheduler) loop(ctx context.Context) {
 			evs[i] = event{}
 		}
 		spare = evs
+		if !warmed {
+			warmed = true
+			for _, p := range s.profiles {
+				if err := p.Warm(ctx, s.snap); err != nil && ctx.Err() == nil {
+					s.log.Warn("plugins not warmed", "profile", p.name, "error", err)
+				}
+			}
+			close(s.ready)
+		}
 		e, next := s.queue.pop(now)
 		if e == nil {
 			wait := time.Hour

@@ -26,7 +26,6 @@ type Snapshot struct {
 	// orphans are pods bound to nodes the snapshot does not have (yet).
 	orphans map[string]map[*podState]bool
 	nextID  uint32
-	podSeq  uint64
 
 	gen     uint64
 	log     []change // log[i] has generation logBase+1+i
@@ -351,8 +350,28 @@ func nodeRecord(node *corev1.Node) []byte {
 	if err != nil {
 		js = nil
 	}
-	b := hostapi.AppendStr(nil, node.Name)
+	b := hostapi.AppendStr(make([]byte, 0, 256+len(js)), node.Name)
 	b = appendResources(b, allocatable(node))
+	var flags uint8
+	if node.Spec.Unschedulable {
+		flags |= hostapi.SchedNodeUnschedulable
+	}
+	b = append(b, flags)
+	b = appendStringMap(b, node.Labels)
+	b = hostapi.AppendU16(b, uint16(len(node.Spec.Taints)))
+	for _, t := range node.Spec.Taints {
+		b = hostapi.AppendStr(b, t.Key)
+		b = hostapi.AppendStr(b, t.Value)
+		b = hostapi.AppendStr(b, string(t.Effect))
+	}
+	b = hostapi.AppendU16(b, uint16(len(node.Status.Images)))
+	for _, im := range node.Status.Images {
+		b = hostapi.AppendU16(b, uint16(len(im.Names)))
+		for _, n := range im.Names {
+			b = hostapi.AppendStr(b, n)
+		}
+		b = hostapi.AppendI64(b, im.SizeBytes)
+	}
 	return hostapi.AppendBlob(b, js)
 }
 
@@ -367,16 +386,7 @@ func podRecord(id uint32, pod *corev1.Pod, r *requests) []byte {
 	b = hostapi.AppendStr(b, string(pod.UID))
 	b = hostapi.AppendStr(b, pod.Namespace)
 	b = hostapi.AppendStr(b, pod.Name)
-	keys := make([]string, 0, len(pod.Labels))
-	for k := range pod.Labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	b = hostapi.AppendU16(b, uint16(len(keys)))
-	for _, k := range keys {
-		b = hostapi.AppendStr(b, k)
-		b = hostapi.AppendStr(b, pod.Labels[k])
-	}
+	b = appendStringMap(b, pod.Labels)
 	b = appendResources(b, r.list)
 	b = hostapi.AppendI64(b, r.nonZeroCPU)
 	b = hostapi.AppendI64(b, r.nonMem)

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"slices"
 	"strings"
@@ -24,13 +25,15 @@ type Module struct {
 	plugin       any
 	filter       Filterer
 	scorer       Scorer
+	skipFilter   FilterSkipper
+	skipScore    ScoreSkipper
 	norm         Normalization
 	hooks        hooks
 	err          error
 
 	snap    *Snapshot
 	pod     Pod
-	podBuf  []byte
+	podBuf  []byte // the pod's JSON blobs
 	hasPod  bool
 	nodes   []*Node
 	scores  []int64
@@ -53,6 +56,8 @@ func New(p any, m sdk.Manifest) (*Module, error) {
 	mod := &Module{plugin: p, snap: newSnapshot()}
 	mod.filter, _ = p.(Filterer)
 	mod.scorer, _ = p.(Scorer)
+	mod.skipFilter, _ = p.(FilterSkipper)
+	mod.skipScore, _ = p.(ScoreSkipper)
 	mod.hooks.node, _ = p.(NodeWatcher)
 	mod.hooks.pod, _ = p.(PodWatcher)
 	mod.hooks.reset, _ = p.(Resetter)
@@ -204,19 +209,17 @@ func (m *Module) serve(export string, in []byte) error {
 	if err := m.readPod(&r); err != nil {
 		return err
 	}
+	if isFilter && m.skipFilter != nil && m.skipFilter.SkipFilter(m.snap, &m.pod) ||
+		!isFilter && m.skipScore != nil && m.skipScore.SkipScore(m.snap, &m.pod) {
+		m.out = append(m.out[:0], hostapi.SchedStatusSkip)
+		return nil
+	}
 	n := int(r.U32())
-	if n > r.Remaining()/4 {
+	idx := r.Rest()
+	if r.Err() != nil || len(idx) != 4*n {
 		return hostapi.ErrSchedMessage()
 	}
-	m.nodes = m.nodes[:0]
-	for range n {
-		node := m.snap.Node(int32(r.U32()))
-		if node == nil {
-			return errors.New("sdk: candidate node index not in the table")
-		}
-		m.nodes = append(m.nodes, node)
-	}
-	if err := r.Err(); err != nil {
+	if err := m.resolve(idx, n); err != nil {
 		return err
 	}
 	if isFilter {
@@ -225,28 +228,70 @@ func (m *Module) serve(export string, in []byte) error {
 	return m.runScore()
 }
 
+// resolve turns the packed candidate indexes into m.nodes.
+func (m *Module) resolve(idx []byte, n int) error {
+	if cap(m.nodes) < n {
+		m.nodes = make([]*Node, n)
+	}
+	nodes := m.nodes[:n]
+	table := m.snap.nodes
+	for i := range nodes {
+		j := binary.LittleEndian.Uint32(idx[4*i:])
+		if int(j) >= len(table) || table[j] == nil {
+			return errors.New("sdk: candidate node index not in the table")
+		}
+		nodes[i] = table[j]
+	}
+	m.nodes = nodes
+	return nil
+}
+
 // readPod reads the pod part of a request, decoding the pod only for a new
 // attempt.
 func (m *Module) readPod(r *hostapi.SchedReader) error {
 	seq := r.U64()
-	var req Resources
-	readResources(r, &req)
-	nzCPU, nzMem := r.I64(), r.I64()
-	raw := r.Blob()
+	if m.hasPod && m.pod.Seq == seq {
+		skipPod(r)
+		return r.Err()
+	}
+	m.hasPod = false
+	m.pod.Seq = seq
+	m.pod.State = nil
+	aff, spread, raw := readPodFields(r, &m.pod)
 	if err := r.Err(); err != nil {
 		return err
 	}
-	if m.hasPod && m.pod.Seq == seq {
-		return nil
-	}
-	m.podBuf = append(m.podBuf[:0], raw...)
-	m.pod = Pod{Seq: seq, Raw: rawjson.Value(m.podBuf), Requests: req, NonZeroMilliCPU: nzCPU, NonZeroMemory: nzMem}
-	if err := decodePod(&m.pod); err != nil {
-		m.hasPod = false
-		return err
-	}
+	m.podBuf = setBlobs(&m.pod, m.podBuf, aff, spread, raw)
 	m.hasPod = true
 	return nil
+}
+
+// skipPod steps over a pod part already decoded, without allocating.
+func skipPod(r *hostapi.SchedReader) {
+	n := int(r.U8())
+	for range n {
+		r.Resource()
+	}
+	r.I64()
+	r.I64()
+	for range 5 {
+		r.StrBytes()
+	}
+	r.I64()
+	for _, strs := range [...]int{2, 2, 4, 1} {
+		k := int(r.U16())
+		for range k * strs {
+			r.StrBytes()
+		}
+	}
+	for range int(r.U16()) {
+		r.StrBytes()
+		r.StrBytes()
+		r.U32()
+	}
+	r.Blob()
+	r.Blob()
+	r.Blob()
 }
 
 func (m *Module) runFilter() error {
@@ -269,8 +314,11 @@ func (m *Module) runFilter() error {
 		out = hostapi.AppendU32(out, 0)
 	} else {
 		out = hostapi.AppendU32(out, uint32(len(res.codes)))
-		for _, c := range res.codes {
-			out = hostapi.AppendU16(out, c)
+		out = slices.Grow(out, 2*len(res.codes))
+		at := len(out)
+		out = out[:at+2*len(res.codes)]
+		for i, c := range res.codes {
+			binary.LittleEndian.PutUint16(out[at+2*i:], c)
 		}
 	}
 	m.out = out
@@ -297,8 +345,11 @@ func (m *Module) runScore() error {
 	}
 	out := append(m.out[:0], hostapi.SchedStatusOK)
 	out = hostapi.AppendU32(out, uint32(n))
-	for _, s := range scores {
-		out = hostapi.AppendI64(out, s)
+	out = slices.Grow(out, 8*n)
+	at := len(out)
+	out = out[:at+8*n]
+	for i, s := range scores {
+		binary.LittleEndian.PutUint64(out[at+8*i:], uint64(s))
 	}
 	m.out = out
 	return nil

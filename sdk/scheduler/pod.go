@@ -1,108 +1,84 @@
 package scheduler
 
 import (
-	"errors"
-
+	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/sdk/rawjson"
 )
 
-var errBadPod = errors.New("sdk: scheduler request pod is not a JSON object")
-
-// decodePod fills the fields of p that come from p.Raw, in one pass over
-// the top-level members.
-func decodePod(p *Pod) error {
-	err := p.Raw.EachMember(func(key []byte, v rawjson.Value) bool {
-		switch string(key) {
-		case "metadata":
-			_ = v.EachMember(func(key []byte, v rawjson.Value) bool {
-				switch string(key) {
-				case "name":
-					p.Name, _ = v.String()
-				case "namespace":
-					p.Namespace, _ = v.String()
-				case "uid":
-					p.UID, _ = v.String()
-				case "labels":
-					p.Labels = stringMap(v)
-				}
-				return true
-			})
-		case "spec":
-			decodePodSpec(p, v)
-		}
-		return true
-	})
-	if err != nil {
-		return errBadPod
+// readPodFields decodes the pod part after the sequence number into p,
+// reusing p's maps and slices (a Pod is valid for one attempt only). The
+// JSON blobs alias the request; the caller copies them.
+func readPodFields(r *hostapi.SchedReader, p *Pod) (affinity, spread, raw []byte) {
+	clearResources(&p.Requests)
+	readResources(r, &p.Requests)
+	p.NonZeroMilliCPU = r.I64()
+	p.NonZeroMemory = r.I64()
+	p.UID = r.Str()
+	p.Namespace = r.Str()
+	p.Name = r.Str()
+	p.NodeName = r.Str()
+	p.SchedulerName = r.Str()
+	p.Priority = int32(r.I64())
+	p.Labels = readStringMap(r, p.Labels, true)
+	p.NodeSelector = readStringMap(r, p.NodeSelector, false)
+	n := int(r.U16())
+	p.Tolerations = p.Tolerations[:0]
+	for range n {
+		p.Tolerations = append(p.Tolerations, Toleration{Key: r.Str(), Operator: r.Str(), Value: r.Str(), Effect: r.Str()})
 	}
-	if p.Labels == nil {
-		p.Labels = map[string]string{}
+	n = int(r.U16())
+	p.Images = p.Images[:0]
+	for range n {
+		p.Images = append(p.Images, r.Str())
 	}
-	return nil
+	n = int(r.U16())
+	p.HostPorts = p.HostPorts[:0]
+	for range n {
+		p.HostPorts = append(p.HostPorts, HostPort{Protocol: r.Str(), HostIP: r.Str(), Port: int32(r.U32())})
+	}
+	return r.Blob(), r.Blob(), r.Blob()
 }
 
-func decodePodSpec(p *Pod, spec rawjson.Value) {
-	_ = spec.EachMember(func(key []byte, v rawjson.Value) bool {
-		switch string(key) {
-		case "nodeName":
-			p.NodeName, _ = v.String()
-		case "schedulerName":
-			p.SchedulerName, _ = v.String()
-		case "nodeSelector":
-			if !v.IsNull() {
-				p.NodeSelector = stringMap(v)
-			}
-		case "affinity":
-			if !v.IsNull() {
-				p.Affinity = v
-			}
-		case "topologySpreadConstraints":
-			if !v.IsNull() {
-				p.TopologySpreadConstraints = v
-			}
-		case "tolerations":
-			_ = v.EachElem(func(_ int, t rawjson.Value) bool {
-				p.Tolerations = append(p.Tolerations, Toleration{
-					Key: member(t, "key"), Operator: member(t, "operator"),
-					Value: member(t, "value"), Effect: member(t, "effect"),
-				})
-				return true
-			})
-		case "priority":
-			n, _ := v.Int()
-			p.Priority = int32(n)
-		case "containers", "initContainers":
-			_ = v.EachElem(func(_ int, c rawjson.Value) bool {
-				decodeContainer(p, c)
-				return true
-			})
-		}
-		return true
-	})
+// readStringMap reads u16 n × (str, str) into m (cleared and reused). An
+// empty map is returned as nil unless keepEmpty.
+func readStringMap(r *hostapi.SchedReader, m map[string]string, keepEmpty bool) map[string]string {
+	n := int(r.U16())
+	if n == 0 && !keepEmpty {
+		return nil
+	}
+	if m == nil {
+		m = make(map[string]string, n)
+	} else {
+		clear(m)
+	}
+	for range n {
+		k := r.Str()
+		m[k] = r.Str()
+	}
+	return m
 }
 
-func decodeContainer(p *Pod, c rawjson.Value) {
-	if img := member(c, "image"); img != "" {
-		p.Images = append(p.Images, img)
+func clearResources(r *Resources) {
+	scalar := r.Scalar
+	clear(scalar)
+	*r = Resources{Scalar: scalar}
+	if len(scalar) == 0 {
+		r.Scalar = nil
 	}
-	ports, ok := c.Get("ports")
-	if !ok {
-		return
+}
+
+// setBlobs copies the pod's JSON blobs into buf and points p at them.
+func setBlobs(p *Pod, buf []byte, affinity, spread, raw []byte) []byte {
+	buf = append(buf[:0], raw...)
+	buf = append(buf, affinity...)
+	buf = append(buf, spread...)
+	p.Raw = rawjson.Value(buf[:len(raw):len(raw)])
+	p.Affinity, p.TopologySpreadConstraints = nil, nil
+	if len(affinity) > 0 {
+		p.Affinity = rawjson.Value(buf[len(raw) : len(raw)+len(affinity) : len(raw)+len(affinity)])
 	}
-	_ = ports.EachElem(func(_ int, port rawjson.Value) bool {
-		hp, ok := port.Get("hostPort")
-		if !ok {
-			return true
-		}
-		n, _ := hp.Int()
-		if n <= 0 {
-			return true
-		}
-		proto := member(port, "protocol")
-		if proto == "" {
-			proto = "TCP"
-		}
-		p.HostPorts = append(p.HostPorts, HostPort{Protocol: proto, HostIP: member(port, "hostIP"), Port: int32(n)})
-		return true
-	})
+	if len(spread) > 0 {
+		p.TopologySpreadConstraints = rawjson.Value(buf[len(raw)+len(affinity):])
+	}
+	return buf
 }

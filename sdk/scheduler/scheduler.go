@@ -238,6 +238,21 @@ type Scorer interface {
 	Score(s *Snapshot, pod *Pod, nodes []*Node, scores []int64) error
 }
 
+// FilterSkipper is implemented by filters that can tell from the pod
+// alone (and their indexes) that every node passes, like kube-scheduler's
+// PreFilter returning Skip: when SkipFilter returns true, Filter is not
+// called for this attempt and the host stops asking. It runs before the
+// candidates are looked up, so it is the cheapest answer a filter can give.
+type FilterSkipper interface {
+	SkipFilter(s *Snapshot, pod *Pod) bool
+}
+
+// ScoreSkipper is the same for scorers (kube-scheduler's PreScore Skip):
+// when SkipScore returns true the plugin adds nothing to any node's score.
+type ScoreSkipper interface {
+	SkipScore(s *Snapshot, pod *Pod) bool
+}
+
 // NodeWatcher is implemented by plugins that keep indexes over nodes.
 // NodeChanged runs after the table changed: old is nil for an added node,
 // cur is nil for a removed one (its pods were removed first, each with

@@ -114,6 +114,21 @@ func (s *Snapshot) setNode(r *hostapi.SchedReader, h *hooks) error {
 	name := r.Str()
 	var alloc Resources
 	readResources(r, &alloc)
+	flags := r.U8()
+	labels := readStringMap(r, nil, true)
+	var taints []Taint
+	for range int(r.U16()) {
+		taints = append(taints, Taint{Key: r.Str(), Value: r.Str(), Effect: r.Str()})
+	}
+	var images []Image
+	for range int(r.U16()) {
+		var im Image
+		for range int(r.U16()) {
+			im.Names = append(im.Names, r.Str())
+		}
+		im.SizeBytes = r.I64()
+		images = append(images, im)
+	}
 	raw := r.Blob()
 	if err := r.Err(); err != nil {
 		return err
@@ -142,8 +157,9 @@ func (s *Snapshot) setNode(r *hostapi.SchedReader, h *hooks) error {
 		old = &cp
 	}
 	n.Allocatable = alloc
+	n.Unschedulable = flags&hostapi.SchedNodeUnschedulable != 0
+	n.Labels, n.Taints, n.Images = labels, taints, images
 	n.Raw = rawjson.Value(append([]byte(nil), raw...))
-	decodeNode(n)
 	n.Generation++
 	if h.node != nil {
 		h.node.NodeChanged(old, n)
@@ -264,71 +280,4 @@ func readResources(r *hostapi.SchedReader, res *Resources) {
 			res.Scalar[string(name)] = v
 		}
 	}
-}
-
-// decodeNode fills the fields of n that come from n.Raw.
-func decodeNode(n *Node) {
-	n.Labels = map[string]string{}
-	n.Taints = nil
-	n.Unschedulable = false
-	n.Images = nil
-	raw := n.Raw
-	if md, ok := raw.Get("metadata"); ok {
-		if l, ok := md.Get("labels"); ok {
-			n.Labels = stringMap(l)
-		}
-	}
-	if spec, ok := raw.Get("spec"); ok {
-		if u, ok := spec.Get("unschedulable"); ok {
-			n.Unschedulable, _ = u.Bool()
-		}
-		if ts, ok := spec.Get("taints"); ok {
-			_ = ts.EachElem(func(_ int, t rawjson.Value) bool {
-				n.Taints = append(n.Taints, Taint{Key: member(t, "key"), Value: member(t, "value"), Effect: member(t, "effect")})
-				return true
-			})
-		}
-	}
-	if st, ok := raw.Get("status"); ok {
-		if imgs, ok := st.Get("images"); ok {
-			_ = imgs.EachElem(func(_ int, im rawjson.Value) bool {
-				var img Image
-				if names, ok := im.Get("names"); ok {
-					_ = names.EachElem(func(_ int, v rawjson.Value) bool {
-						if s, ok := v.String(); ok {
-							img.Names = append(img.Names, s)
-						}
-						return true
-					})
-				}
-				if sz, ok := im.Get("sizeBytes"); ok {
-					img.SizeBytes, _ = sz.Int()
-				}
-				n.Images = append(n.Images, img)
-				return true
-			})
-		}
-	}
-}
-
-// stringMap decodes a JSON object of strings (other values are skipped).
-func stringMap(v rawjson.Value) map[string]string {
-	m := map[string]string{}
-	_ = v.EachMember(func(k []byte, val rawjson.Value) bool {
-		if s, ok := val.String(); ok {
-			m[string(k)] = s
-		}
-		return true
-	})
-	return m
-}
-
-// member returns the string member key of object v, or "".
-func member(v rawjson.Value, key string) string {
-	m, ok := v.Get(key)
-	if !ok {
-		return ""
-	}
-	s, _ := m.String()
-	return s
 }

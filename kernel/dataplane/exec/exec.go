@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	osexec "os/exec"
@@ -57,6 +58,8 @@ type Runtime struct {
 
 	mu   sync.Mutex
 	ctrs map[string]*container
+
+	reapMu sync.Mutex // one reaper at a time: Wait4 must not race
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -202,6 +205,9 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 		os.RemoveAll(dir)
 		return err
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fail(fmt.Errorf("exec runtime: %w", err))
+	}
 	if err := os.MkdirAll(c.rec.WorkingDir, 0o755); err != nil {
 		return fail(fmt.Errorf("exec runtime: working dir: %w", err))
 	}
@@ -218,10 +224,17 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 
 	argv := spec.Command
 	if len(argv) == 0 {
-		// No image to take an entrypoint from: keep a placeholder
-		// running so the pod behaves like a long-running service.
-		c.writeLog("stderr", fmt.Sprintf("tugboat exec runtime: image %q has no command here; running a placeholder (sleep)", spec.Image))
-		argv = []string{"sleep", "infinity"}
+		// No image to take an entrypoint from: the container is a
+		// placeholder without a process that runs until stopped, so
+		// image-only manifests behave like long-running services.
+		c.writeLog("stderr", fmt.Sprintf("tugboat exec runtime: image %q has no command here; the container is a placeholder without a process", spec.Image))
+		logf.Close()
+		c.logf = nil
+		c.rec.Status, c.rec.StartedAt = dataplane.Running, time.Now()
+		if err := r.save(c); err != nil {
+			return fail(err)
+		}
+		return nil
 	}
 	path, err := lookPath(argv[0], spec.Env, c.rec.WorkingDir)
 	if err != nil {
@@ -419,10 +432,12 @@ func (c *container) finishLogs() {
 
 // reap finds exited containers.
 func (r *Runtime) reap() {
+	r.reapMu.Lock()
+	defer r.reapMu.Unlock()
 	r.mu.Lock()
 	var running []*container
 	for _, c := range r.ctrs {
-		if c.rec.Status == dataplane.Running {
+		if c.rec.Status == dataplane.Running && c.rec.Pid > 0 {
 			running = append(running, c)
 		}
 	}
@@ -524,6 +539,10 @@ func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) erro
 	running, pid := c.rec.Status == dataplane.Running, c.rec.Pid
 	r.mu.Unlock()
 	if !running {
+		return nil
+	}
+	if pid == 0 { // placeholder
+		r.finish(c, 0)
 		return nil
 	}
 	unix.Kill(-pid, unix.SIGTERM)
@@ -650,6 +669,9 @@ func (r *Runtime) load() error {
 			close(c.exited)
 			continue
 		}
+		if c.rec.Pid == 0 {
+			continue // placeholder
+		}
 		if c.logf, err = os.OpenFile(r.LogPath(c.rec.ID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
 			return fmt.Errorf("exec runtime: log: %w", err)
 		}
@@ -683,7 +705,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, spec dataplane.ExecSpec) 
 		return 0, fmt.Errorf("exec runtime: empty command: %w", errdefs.ErrInvalid)
 	}
 	argv := spec.Command
-	if rec.MountNS {
+	if rec.MountNS && rec.Pid > 0 {
 		argv = append([]string{"nsenter", "-t", strconv.Itoa(rec.Pid), "-m", "--"}, argv...)
 	}
 	path, err := lookPath(argv[0], rec.Env, rec.WorkingDir)
@@ -693,11 +715,77 @@ func (r *Runtime) Exec(ctx context.Context, id string, spec dataplane.ExecSpec) 
 	cmd := osexec.CommandContext(ctx, path, argv[1:]...)
 	cmd.Env = rec.Env
 	cmd.Dir = rec.WorkingDir
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
 	cmd.WaitDelay = time.Second
-	err = cmd.Run()
+	var closeAfter []*os.File
+	defer func() {
+		for _, f := range closeAfter {
+			f.Close()
+		}
+	}()
+	if spec.TTY {
+		master, slave, err := openPTY()
+		if err != nil {
+			return 0, fmt.Errorf("exec runtime: exec in %s: %w", id, err)
+		}
+		closeAfter = append(closeAfter, master)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+		cmd.Cancel = func() error { return unix.Kill(cmd.Process.Pid, unix.SIGKILL) }
+		if spec.Stdin != nil {
+			go io.Copy(master, spec.Stdin)
+		}
+		copied := make(chan struct{})
+		if spec.Stdout != nil {
+			go func() {
+				defer close(copied)
+				io.Copy(spec.Stdout, master) // ends with EIO once the slave side is closed
+			}()
+		} else {
+			close(copied)
+		}
+		if spec.Resize != nil {
+			go func() {
+				for s := range spec.Resize {
+					resize(master, s)
+				}
+			}()
+		}
+		if err := cmd.Start(); err != nil {
+			slave.Close()
+			return 0, fmt.Errorf("exec runtime: exec in %s: %w", id, err)
+		}
+		slave.Close()
+		err = cmd.Wait()
+		select { // let the output drain
+		case <-copied:
+		case <-time.After(time.Second):
+		}
+	} else {
+		if spec.Stdin != nil {
+			// A pipe whose copier Wait does not wait for: an open
+			// stdin must not hold the exit back.
+			pr, pw, err := os.Pipe()
+			if err != nil {
+				return 0, fmt.Errorf("exec runtime: exec in %s: %w", id, err)
+			}
+			closeAfter = append(closeAfter, pw)
+			cmd.Stdin = pr
+			go func() {
+				io.Copy(pw, spec.Stdin)
+				pw.Close()
+			}()
+			err = cmd.Start()
+			pr.Close()
+			if err == nil {
+				err = cmd.Wait()
+			}
+		} else {
+			err = cmd.Run()
+		}
+	}
 	var ee *osexec.ExitError
 	switch {
 	case err == nil:
@@ -739,4 +827,24 @@ func procStatFields(pid int) []string {
 		return nil
 	}
 	return strings.Fields(string(b[i+1:]))
+}
+
+// KillAll kills every running container recorded under dir (a Runtime's
+// Options.Dir) without a Runtime: for tests and tools that must leave no
+// processes behind after a server was killed.
+func KillAll(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "state.json"))
+		if err != nil {
+			continue
+		}
+		var rec record
+		if json.Unmarshal(b, &rec) != nil || rec.Status != dataplane.Running || rec.Pid <= 0 {
+			continue
+		}
+		if procStart(rec.Pid) == rec.ProcStart {
+			unix.Kill(-rec.Pid, unix.SIGKILL)
+		}
+	}
 }

@@ -122,7 +122,7 @@ func New(cfg Config) (*Network, error) {
 		host.Close()
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	if err := InNetNS(cfg.HostNetNS, func() error { return setSysctl("net/ipv4/ip_forward", "1") }); err != nil {
+	if err := InNetNS(cfg.HostNetNS, enableForwarding); err != nil {
 		host.Close()
 		return nil, fmt.Errorf("bridge: enable forwarding: %w", err)
 	}
@@ -234,6 +234,10 @@ func (n *Network) attach(att Attachment) error {
 	}
 	if err := n.host.LinkSetMaster(hv, br); err != nil {
 		return fmt.Errorf("attach veth to bridge: %w", err)
+	}
+	// Hairpin: a pod reaching a Service that DNATs back to itself.
+	if err := n.host.LinkSetHairpin(hv, true); err != nil {
+		return fmt.Errorf("hairpin mode on veth: %w", err)
 	}
 	if err := n.host.LinkSetUp(hv); err != nil {
 		return fmt.Errorf("bring up veth: %w", err)
@@ -355,6 +359,21 @@ func handleAt(path string) (*netlink.Handle, error) {
 	}
 	defer ns.Close()
 	return netlink.NewHandleAt(ns)
+}
+
+// enableForwarding turns on routing in the calling thread's namespace,
+// and, where the br_netfilter module is loaded, passes bridged traffic
+// through iptables (a pod reaching a Service backed by a pod on the same
+// bridge needs its reply un-NATed).
+func enableForwarding() error {
+	if err := setSysctl("net/ipv4/ip_forward", "1"); err != nil {
+		return err
+	}
+	const brnf = "net/bridge/bridge-nf-call-iptables"
+	if _, err := os.Stat(filepath.Join("/proc/sys", brnf)); err == nil {
+		return setSysctl(brnf, "1")
+	}
+	return nil
 }
 
 // setSysctl writes a /proc/sys value (in the calling thread's network

@@ -1,76 +1,25 @@
 package bridge_test
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
 	"github.com/tugboat-dev/tugboat/kernel/network/bridge"
+	"github.com/tugboat-dev/tugboat/kernel/network/nettest"
 )
 
-// Every test here runs in network namespaces it creates: each test "host"
-// is a fresh namespace with no link out of the machine, and everything
-// dialled is an address inside those namespaces.
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("bridge tests need root (network namespaces, netlink)")
-	}
-}
-
-// newHost creates a namespace standing for one node, removed (with
-// everything in it) when the test ends.
-func newHost(t testing.TB, name string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := bridge.NewNetNS(path); err != nil {
-		t.Fatalf("new netns %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		if err := bridge.DeleteNetNS(path); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
-		}
-	})
-	err := withHandle(path, func(h *netlink.Handle) error {
-		lo, err := h.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		return h.LinkSetUp(lo)
-	})
-	if err != nil {
-		t.Fatalf("lo up in %s: %v", name, err)
-	}
-	return path
-}
-
-func withHandle(path string, f func(*netlink.Handle) error) error {
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	return f(h)
-}
+// Every test here runs in network namespaces it creates (nettest): each
+// test "host" is a fresh namespace with no link out of the machine, and
+// everything dialled is an address inside those namespaces.
 
 // newNetwork sets up a node's bridge network in host, torn down (pods
 // first) when the test ends.
@@ -102,52 +51,9 @@ func setup(t testing.TB, n *bridge.Network, uid string) bridge.Attachment {
 	return att
 }
 
-// serve answers every TCP connection to the namespace's address with
-// reply, until the test ends.
-func serve(t testing.TB, ns string, ip netip.Addr, reply string) netip.AddrPort {
-	t.Helper()
-	var ln net.Listener
-	err := bridge.InNetNS(ns, func() error {
-		var err error
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(ip, 0).String())
-		return err
-	})
-	if err != nil {
-		t.Fatalf("listen in %s: %v", ns, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, reply+"\n")
-			c.Close()
-		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
-}
-
-// dial connects from namespace ns to to and returns the line it reads.
-func dial(ns string, to netip.AddrPort) (string, error) {
-	var line string
-	err := bridge.InNetNS(ns, func() error {
-		c, err := net.DialTimeout("tcp4", to.String(), 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		line, err = bufio.NewReader(c).ReadString('\n')
-		return err
-	})
-	return strings.TrimSpace(line), err
-}
-
 func TestPodsReachEachOther(t *testing.T) {
-	requireRoot(t)
-	host := newHost(t, "host")
+	nettest.RequireRoot(t)
+	host := nettest.NewHost(t, "host")
 	n := newNetwork(t, host, "10.244.1.0/24", "")
 	a := setup(t, n, "pod-a")
 	b := setup(t, n, "pod-b")
@@ -166,14 +72,14 @@ func TestPodsReachEachOther(t *testing.T) {
 		to       netip.AddrPort
 		wantLine string
 	}{
-		{"a to b", a.NetNS, serve(t, b.NetNS, b.IP, "b"), "b"},
-		{"b to a", b.NetNS, serve(t, a.NetNS, a.IP, "a"), "a"},
-		{"host to a", host, serve(t, a.NetNS, a.IP, "a2"), "a2"},
-		{"a to its own address", a.NetNS, serve(t, a.NetNS, a.IP, "self"), "self"},
+		{"a to b", a.NetNS, nettest.Serve(t, b.NetNS, netip.AddrPortFrom(b.IP, 0), "b"), "b"},
+		{"b to a", b.NetNS, nettest.Serve(t, a.NetNS, netip.AddrPortFrom(a.IP, 0), "a"), "a"},
+		{"host to a", host, nettest.Serve(t, a.NetNS, netip.AddrPortFrom(a.IP, 0), "a2"), "a2"},
+		{"a to its own address", a.NetNS, nettest.Serve(t, a.NetNS, netip.AddrPortFrom(a.IP, 0), "self"), "self"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := dial(tt.from, tt.to)
+			got, err := nettest.Dial(tt.from, tt.to)
 			if err != nil || got != tt.wantLine {
 				t.Fatalf("dial %s: %q, %v; want %q", tt.to, got, err, tt.wantLine)
 			}
@@ -182,8 +88,8 @@ func TestPodsReachEachOther(t *testing.T) {
 }
 
 func TestSetupIsIdempotentAndPersistent(t *testing.T) {
-	requireRoot(t)
-	host := newHost(t, "host")
+	nettest.RequireRoot(t)
+	host := nettest.NewHost(t, "host")
 	state := t.TempDir()
 	n := newNetwork(t, host, "10.244.2.0/24", state)
 	a := setup(t, n, "pod-a")
@@ -202,7 +108,7 @@ func TestSetupIsIdempotentAndPersistent(t *testing.T) {
 	if again, err := n2.Setup("pod-b"); err != nil || again.IP != b.IP {
 		t.Fatalf("setup of pod-b after the restart: %+v, %v; want %s", again, err, b.IP)
 	}
-	got, err := dial(a.NetNS, serve(t, c.NetNS, c.IP, "c"))
+	got, err := nettest.Dial(a.NetNS, nettest.Serve(t, c.NetNS, netip.AddrPortFrom(c.IP, 0), "c"))
 	if err != nil || got != "c" {
 		t.Fatalf("pod-a to pod-c after the restart: %q, %v", got, err)
 	}
@@ -216,7 +122,7 @@ func TestSetupIsIdempotentAndPersistent(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(state, b.IP.String())); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("pod-b address record still there: %v", err)
 	}
-	err = withHandle(host, func(h *netlink.Handle) error {
+	err = nettest.WithHandle(host, func(h *netlink.Handle) error {
 		_, err := h.LinkByName(b.HostVeth)
 		return err
 	})
@@ -229,8 +135,8 @@ func TestSetupIsIdempotentAndPersistent(t *testing.T) {
 }
 
 func TestPodCIDRExhausted(t *testing.T) {
-	requireRoot(t)
-	host := newHost(t, "host")
+	nettest.RequireRoot(t)
+	host := nettest.NewHost(t, "host")
 	// A /29 has 8 addresses: network, gateway, broadcast and 5 for pods.
 	n := newNetwork(t, host, "10.244.3.0/29", "")
 	seen := map[netip.Addr]bool{}
@@ -250,10 +156,10 @@ func TestPodCIDRExhausted(t *testing.T) {
 // network") and checks that pods on different nodes reach each other
 // through the host-gw routes, and that SyncRoutes removes stale routes.
 func TestHostGWRoutes(t *testing.T) {
-	requireRoot(t)
-	h1, h2 := newHost(t, "node1"), newHost(t, "node2")
+	nettest.RequireRoot(t)
+	h1, h2 := nettest.NewHost(t, "node1"), nettest.NewHost(t, "node2")
 	node1, node2 := netip.MustParseAddr("192.168.77.1"), netip.MustParseAddr("192.168.77.2")
-	linkNodes(t, h1, h2, node1, node2)
+	nettest.LinkHosts(t, h1, h2, "node0", node1, node2)
 	n1 := newNetwork(t, h1, "10.244.1.0/24", "")
 	n2 := newNetwork(t, h2, "10.244.2.0/24", "")
 	p1 := setup(t, n1, "pod-1")
@@ -271,13 +177,13 @@ func TestHostGWRoutes(t *testing.T) {
 		to   netip.AddrPort
 		want string
 	}{
-		{"pod-1 to pod-2", p1.NetNS, serve(t, p2.NetNS, p2.IP, "pod-2"), "pod-2"},
-		{"pod-2 to pod-1", p2.NetNS, serve(t, p1.NetNS, p1.IP, "pod-1"), "pod-1"},
-		{"node2 to pod-1", h2, serve(t, p1.NetNS, p1.IP, "pod-1 again"), "pod-1 again"},
+		{"pod-1 to pod-2", p1.NetNS, nettest.Serve(t, p2.NetNS, netip.AddrPortFrom(p2.IP, 0), "pod-2"), "pod-2"},
+		{"pod-2 to pod-1", p2.NetNS, nettest.Serve(t, p1.NetNS, netip.AddrPortFrom(p1.IP, 0), "pod-1"), "pod-1"},
+		{"node2 to pod-1", h2, nettest.Serve(t, p1.NetNS, netip.AddrPortFrom(p1.IP, 0), "pod-1 again"), "pod-1 again"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := dial(tt.from, tt.to)
+			got, err := nettest.Dial(tt.from, tt.to)
 			if err != nil || got != tt.want {
 				t.Fatalf("dial %s: %q, %v; want %q", tt.to, got, err, tt.want)
 			}
@@ -287,7 +193,7 @@ func TestHostGWRoutes(t *testing.T) {
 	if err := n1.SyncRoutes(nil); err != nil {
 		t.Fatalf("sync routes to nothing: %v", err)
 	}
-	err := withHandle(h1, func(h *netlink.Handle) error {
+	err := nettest.WithHandle(h1, func(h *netlink.Handle) error {
 		routes, err := h.RouteList(nil, netlink.FAMILY_V4)
 		if err != nil {
 			return err
@@ -309,40 +215,5 @@ func TestHostGWRoutes(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// linkNodes joins two host namespaces with a veth pair carrying the node
-// addresses a and b (a /24 that exists only between them).
-func linkNodes(t testing.TB, h1, h2 string, a, b netip.Addr) {
-	t.Helper()
-	ns2, err := netns.GetFromPath(h2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns2.Close()
-	err = withHandle(h1, func(h *netlink.Handle) error {
-		return h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "node0"}, PeerName: "node0", PeerNamespace: netlink.NsFd(ns2)})
-	})
-	if err != nil {
-		t.Fatalf("node link: %v", err)
-	}
-	for _, side := range []struct {
-		ns string
-		ip netip.Addr
-	}{{h1, a}, {h2, b}} {
-		err := withHandle(side.ns, func(h *netlink.Handle) error {
-			l, err := h.LinkByName("node0")
-			if err != nil {
-				return err
-			}
-			if err := h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: side.ip.AsSlice(), Mask: net.CIDRMask(24, 32)}}); err != nil {
-				return err
-			}
-			return h.LinkSetUp(l)
-		})
-		if err != nil {
-			t.Fatalf("node link address %s: %v", side.ip, err)
-		}
 	}
 }

@@ -40,14 +40,14 @@ spec:
       - {weight: 4, preference: {matchExpressions: [{key: disktype, operator: In, values: [ssd]}]}}
       - {weight: 1, preference: {matchExpressions: [{key: zone, operator: NotIn, values: [z2]}]}}`
 	wantReject := map[string][]string{"c": {nodeaffinity.ReasonPod}}
-	wantScores := map[string]int64{"a": 100, "b": 20}
+	wantScores := map[string]int64{"a": 100, "b": 20, "c": 0}
 	for _, tt := range targets {
 		t.Run(tt.name, func(t *testing.T) {
 			a := h.Pod(t, pod)
 			if got := a.Filter(t, tt.c); !maps.EqualFunc(got, wantReject, slices.Equal) {
 				t.Fatalf("filter: %v, want %v", got, wantReject)
 			}
-			if got := a.Score(t, tt.c, "a", "b"); !maps.Equal(got, wantScores) {
+			if got := a.Score(t, tt.c); !maps.Equal(got, wantScores) {
 				t.Fatalf("score: %v, want %v", got, wantScores)
 			}
 		})

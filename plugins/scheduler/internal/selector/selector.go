@@ -16,6 +16,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/tugboat-dev/tugboat/sdk/rawjson"
 )
@@ -36,7 +37,7 @@ func MakeLabels(m map[string]string) Labels {
 	for k, v := range m {
 		l = append(l, Label{k, v})
 	}
-	slices.SortFunc(l, func(a, b Label) int { return cmpString(a.Key, b.Key) })
+	slices.SortFunc(l, func(a, b Label) int { return strings.Compare(a.Key, b.Key) })
 	return l
 }
 
@@ -60,7 +61,7 @@ func ParseLabels(v rawjson.Value) (Labels, error) {
 	if err != nil || bad {
 		return nil, errors.New("labels must be an object of strings")
 	}
-	slices.SortStableFunc(l, func(a, b Label) int { return cmpString(a.Key, b.Key) })
+	slices.SortStableFunc(l, func(a, b Label) int { return strings.Compare(a.Key, b.Key) })
 	// A duplicated key keeps its last value, like encoding/json.
 	out := l[:0]
 	for i, kv := range l {
@@ -70,16 +71,6 @@ func ParseLabels(v rawjson.Value) (Labels, error) {
 		out = append(out, kv)
 	}
 	return out, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Get returns the value of key.
@@ -298,7 +289,7 @@ func ParseNodeSelectorRequirements(v rawjson.Value) ([]Requirement, error) {
 }
 
 func sortReqs(reqs []Requirement) {
-	slices.SortStableFunc(reqs, func(a, b Requirement) int { return cmpString(a.Key, b.Key) })
+	slices.SortStableFunc(reqs, func(a, b Requirement) int { return strings.Compare(a.Key, b.Key) })
 }
 
 func parseRequirements(v rawjson.Value, node bool) ([]Requirement, error) {

@@ -305,7 +305,9 @@ func (p *Plugin) prepareFilter(pod *sched.Pod, a *attempt) {
 func (p *Plugin) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, res *sched.FilterResult) error {
 	a := p.attempt(pod)
 	if a.err != nil {
-		return a.err
+		// Like kube-scheduler's PreFilter: the pod cannot go anywhere.
+		res.RejectAll("parsing pod: " + a.err.Error())
+		return nil
 	}
 	if !a.filterReady {
 		p.prepareFilter(pod, a)
@@ -357,7 +359,7 @@ func check(a *attempt, idx int) string {
 func (p *Plugin) Score(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, scores []int64) error {
 	a := p.attempt(pod)
 	if a.err != nil {
-		return a.err
+		return nil // Filter rejected every node
 	}
 	any := false
 	if a.aff != nil {

@@ -50,6 +50,9 @@ func TestFilter(t *testing.T) {
 		aff  = ReasonAffinity
 		anti = ReasonAntiAffinity
 		ex   = ReasonExistingAntiRule
+		// The API server validates terms; a pod that slips through cannot go
+		// anywhere, like kube-scheduler's PreFilter parse error.
+		badTerm = "parsing pod: podAffinity: requiredDuringSchedulingIgnoredDuringExecution[0]: topologyKey must be set"
 	)
 	tests := []struct {
 		name string
@@ -85,6 +88,9 @@ func TestFilter(t *testing.T) {
 		{"matchLabelKeys narrows the selector", podWith(`{app: other, track: canary}`,
 			`{podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{labelSelector: {matchExpressions: [{key: app, operator: Exists}]}, matchLabelKeys: [track], topologyKey: zone}]}}`),
 			map[string]string{}},
+		{"an unparsable term rejects every node", podWith(`{app: other}`,
+			`{podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{labelSelector: {matchLabels: {app: web}}}]}}`),
+			map[string]string{"n1": badTerm, "n2": badTerm, "n3": badTerm, "n4": badTerm}},
 		{"affinity reason wins over anti-affinity", podWith(`{app: web}`,
 			`{podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{labelSelector: {matchLabels: {app: db}}, topologyKey: zone}]},
 			  podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{labelSelector: {matchLabels: {app: db}}, topologyKey: zone}]}}`),

@@ -133,4 +133,3 @@ func TestPreferredMatchesComponentHelpers(t *testing.T) {
 		}
 	}
 }
-

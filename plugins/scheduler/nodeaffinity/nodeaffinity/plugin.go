@@ -2,7 +2,7 @@ package nodeaffinity
 
 import (
 	"errors"
-	"strings"
+	"slices"
 
 	"github.com/tugboat-dev/tugboat/plugins/scheduler/internal/cluster"
 	"github.com/tugboat-dev/tugboat/sdk"
@@ -162,19 +162,11 @@ func appendSelectorKey(dst []byte, m map[string]string) []byte {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sortStrings(keys)
+	slices.Sort(keys)
 	for _, k := range keys {
 		dst = append(append(append(append(dst, k...), 0), m[k]...), 0)
 	}
 	return append(dst, 0)
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && strings.Compare(s[j-1], s[j]) > 0; j-- {
-			s[j-1], s[j] = s[j], s[j-1]
-		}
-	}
 }
 
 // addedNodes returns the nodes satisfying the scheduler-enforced affinity.
@@ -200,8 +192,12 @@ func (p *Plugin) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, 
 		}
 	}
 	set, err := p.podNodes(pod)
-	if err != nil || set == nil {
-		return err
+	if err != nil {
+		res.RejectAll("parsing pod: " + err.Error())
+		return nil
+	}
+	if set == nil {
+		return nil
 	}
 	for i, n := range nodes {
 		if !set.Has(int(n.Index)) && !res.Rejected(i) {
@@ -221,7 +217,7 @@ func (p *Plugin) Score(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, s
 	}
 	pp, err := ParsePreferred(pref)
 	if err != nil {
-		return err
+		return nil // a malformed preference scores nothing
 	}
 	if len(pp.Terms) == 0 && len(p.addedPref.Terms) == 0 {
 		return nil

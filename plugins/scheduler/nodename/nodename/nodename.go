@@ -19,6 +19,9 @@ func New() *Plugin { return &Plugin{} }
 // Manifest is the plugin's manifest.
 func Manifest() sdk.Manifest { return sdk.Manifest{Name: "NodeName"} }
 
+// SkipFilter: a pod without spec.nodeName fits everywhere.
+func (*Plugin) SkipFilter(_ *sched.Snapshot, pod *sched.Pod) bool { return pod.NodeName == "" }
+
 // Filter rejects every node but the one the pod names.
 func (*Plugin) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, res *sched.FilterResult) error {
 	if pod.NodeName == "" {

@@ -15,8 +15,9 @@ const Reason = "node(s) were unschedulable"
 // TaintKey is the taint a pod must tolerate to land on a cordoned node.
 const TaintKey = "node.kubernetes.io/unschedulable"
 
-// Plugin is the filter.
-type Plugin struct{}
+// Plugin is the filter. It counts the cordoned nodes so that it can skip
+// pods when there are none.
+type Plugin struct{ cordoned int }
 
 // New returns the plugin.
 func New() *Plugin { return &Plugin{} }
@@ -26,16 +27,35 @@ func Manifest() sdk.Manifest { return sdk.Manifest{Name: "NodeUnschedulable"} }
 
 var unschedulableTaint = sched.Taint{Key: TaintKey, Effect: "NoSchedule"}
 
-// Filter rejects cordoned nodes unless the pod tolerates them.
-func (*Plugin) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, res *sched.FilterResult) error {
-	tolerates := false
+// Reset forgets the count before a full table.
+func (p *Plugin) Reset() { p.cordoned = 0 }
+
+// NodeChanged keeps the count of cordoned nodes.
+func (p *Plugin) NodeChanged(old, cur *sched.Node) {
+	if old != nil && old.Unschedulable {
+		p.cordoned--
+	}
+	if cur != nil && cur.Unschedulable {
+		p.cordoned++
+	}
+}
+
+// SkipFilter: nothing is cordoned, or the pod tolerates cordons.
+func (p *Plugin) SkipFilter(_ *sched.Snapshot, pod *sched.Pod) bool {
+	if p.cordoned == 0 {
+		return true
+	}
 	for i := range pod.Tolerations {
 		if pod.Tolerations[i].Tolerates(&unschedulableTaint) {
-			tolerates = true
-			break
+			return true
 		}
 	}
-	if tolerates {
+	return false
+}
+
+// Filter rejects cordoned nodes unless the pod tolerates them.
+func (p *Plugin) Filter(s *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, res *sched.FilterResult) error {
+	if p.SkipFilter(s, pod) {
 		return nil
 	}
 	for i, n := range nodes {

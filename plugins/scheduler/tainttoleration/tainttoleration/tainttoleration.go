@@ -9,8 +9,10 @@ import (
 	sched "github.com/tugboat-dev/tugboat/sdk/scheduler"
 )
 
-// Plugin is the filter and scorer.
-type Plugin struct{}
+// Plugin is the filter and scorer. It counts the nodes with hard
+// (NoSchedule, NoExecute) and soft (PreferNoSchedule) taints so that it
+// can skip pods when there are none.
+type Plugin struct{ hard, soft int }
 
 // New returns the plugin.
 func New() *Plugin { return &Plugin{} }
@@ -33,9 +35,46 @@ func tolerated(t *sched.Taint, tols []sched.Toleration) bool {
 	return false
 }
 
+// Reset forgets the counts before a full table.
+func (p *Plugin) Reset() { p.hard, p.soft = 0, 0 }
+
+// NodeChanged keeps the counts.
+func (p *Plugin) NodeChanged(old, cur *sched.Node) {
+	if old != nil {
+		h, s := kinds(old)
+		p.hard -= h
+		p.soft -= s
+	}
+	if cur != nil {
+		h, s := kinds(cur)
+		p.hard += h
+		p.soft += s
+	}
+}
+
+// kinds reports (as 0 or 1) whether n has hard and soft taints.
+func kinds(n *sched.Node) (hard, soft int) {
+	for _, t := range n.Taints {
+		switch t.Effect {
+		case "NoSchedule", "NoExecute":
+			hard = 1
+		case "PreferNoSchedule":
+			soft = 1
+		}
+	}
+	return hard, soft
+}
+
+// SkipFilter: no node has a hard taint.
+func (p *Plugin) SkipFilter(*sched.Snapshot, *sched.Pod) bool { return p.hard == 0 }
+
+// SkipScore: no node has a soft taint, so every node would score the
+// same.
+func (p *Plugin) SkipScore(*sched.Snapshot, *sched.Pod) bool { return p.soft == 0 }
+
 // Filter rejects nodes with a NoSchedule or NoExecute taint the pod does
 // not tolerate, naming the first such taint.
-func (*Plugin) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, res *sched.FilterResult) error {
+func (p *Plugin) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, res *sched.FilterResult) error {
 	for i, n := range nodes {
 		for j := range n.Taints {
 			t := &n.Taints[j]
@@ -53,7 +92,7 @@ func (*Plugin) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, re
 
 // Score counts the PreferNoSchedule taints the pod does not tolerate; the
 // SDK turns the counts into scores (fewer is better).
-func (*Plugin) Score(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, scores []int64) error {
+func (p *Plugin) Score(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, scores []int64) error {
 	var prefer []sched.Toleration
 	for _, t := range pod.Tolerations {
 		if t.Effect == "" || t.Effect == "PreferNoSchedule" {

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/tugboat-dev/tugboat/kernel/agent"
+	execrt "github.com/tugboat-dev/tugboat/kernel/dataplane/exec"
+	"github.com/tugboat-dev/tugboat/kernel/pki"
+)
+
+// agentFlags are `tugboat agent`'s settings.
+type agentFlags struct {
+	server, token, nodeName, dataDir, runtime, logLevel, logFormat string
+	kubeletPort                                                    int
+	labels, taints                                                 []string
+}
+
+func newAgentCommand() *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Join this machine to a Tugboat server as a node",
+		Long: `Join this machine to a Tugboat server as a node and run the pods bound to it.
+
+The first start exchanges the join token (the server keeps it in
+<server data-dir>/node-token) for a client certificate of the node's identity
+(system:node:<name>); later starts reuse <data-dir>/node.kubeconfig and need
+no token. The agent serves logs and exec to the API server on --kubelet-port.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return runAgent(ctx, f, cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.server, "server", os.Getenv("TUGBOAT_SERVER"), "URL of the Tugboat server (https://host:6443) (env TUGBOAT_SERVER)")
+	fs.StringVar(&f.token, "token", os.Getenv("TUGBOAT_TOKEN"), "join token from the server's <data-dir>/node-token (env TUGBOAT_TOKEN)")
+	fs.StringVar(&f.nodeName, "node-name", "", "name of this node (a DNS subdomain); default: the host name, lower-cased")
+	fs.StringVar(&f.dataDir, "data-dir", defaultAgentDataDir(), "directory for the node's credentials, containers and volumes")
+	fs.StringVar(&f.runtime, "runtime", "exec", "workload runtime: exec")
+	fs.IntVar(&f.kubeletPort, "kubelet-port", 10250, "port to serve logs and exec to the API server on; 0 picks a free port")
+	fs.StringSliceVar(&f.labels, "node-labels", nil, "labels of the node at registration, key=value")
+	fs.StringSliceVar(&f.taints, "register-with-taints", nil, "taints of the node at registration, key=value:Effect or key:Effect")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	return cmd
+}
+
+// defaultAgentDataDir is the server's default data dir with "-agent".
+func defaultAgentDataDir() string { return defaultDataDir() + "-agent" }
+
+// runAgent joins (if needed) and runs the node until ctx ends.
+func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
+	var cfg Config
+	cfg.Log.Level, cfg.Log.Format = f.logLevel, f.logFormat
+	logger := newLogger(cfg, stderr).With("component", "agent")
+	if f.nodeName == "" {
+		f.nodeName = defaultNodeName()
+	}
+	if msgs := validation.IsDNS1123Subdomain(f.nodeName); len(msgs) > 0 {
+		return invalid("node-name", f.nodeName, msgs[0])
+	}
+	if f.runtime != "exec" {
+		return invalid("runtime", f.runtime, "a joined node runs the exec runtime")
+	}
+	labels, err := parseLabels(f.labels)
+	if err != nil {
+		return invalid("node-labels", f.labels, err.Error())
+	}
+	taints, err := parseTaints(f.taints)
+	if err != nil {
+		return invalid("register-with-taints", f.taints, err.Error())
+	}
+	dir, err := filepath.Abs(f.dataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	kubeconfig := filepath.Join(dir, "node.kubeconfig")
+	if _, err := os.Stat(kubeconfig); errors.Is(err, os.ErrNotExist) {
+		if f.server == "" || f.token == "" {
+			return errors.New("--server and --token are needed to join (no credentials in " + kubeconfig + " yet)")
+		}
+		creds, err := agent.Join(ctx, f.server, f.token, f.nodeName)
+		if err != nil {
+			return err
+		}
+		if err := pki.WriteKubeconfig(kubeconfig, f.server, creds.CA, creds.Cert, creds.Key); err != nil {
+			return err
+		}
+		logger.Info("joined", "server", f.server, "node", f.nodeName, "kubeconfig", kubeconfig)
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return fmt.Errorf("node kubeconfig: %w", err)
+	}
+	rc.ContentType = "application/vnd.kubernetes.protobuf"
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	ca := rc.TLSClientConfig.CAData
+	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(f.kubeletPort)))
+	if err != nil {
+		return fmt.Errorf("kubelet port: %w", err)
+	}
+	defer ln.Close()
+	rt, err := execrt.New(execrt.Options{Dir: filepath.Join(dir, "containers"), Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	ag, err := agent.Start(ctx, cs, agent.Config{
+		NodeName: f.nodeName, Runtime: rt, Dir: dir, Labels: labels, Taints: taints, Logger: logger,
+		KubeletPort: int32(ln.Addr().(*net.TCPAddr).Port),
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer ag.Stop()
+	logger.Info("serving the kubelet API", "addr", ln.Addr().String())
+	return ag.ServeTLS(ctx, ln, ca)
+}

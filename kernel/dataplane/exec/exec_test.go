@@ -1,0 +1,66 @@
+package exec_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tugboat-dev/tugboat/kernel/dataplane"
+	"github.com/tugboat-dev/tugboat/kernel/dataplane/dataplanetest"
+	"github.com/tugboat-dev/tugboat/kernel/dataplane/exec"
+)
+
+func TestConformance(t *testing.T) {
+	dataplanetest.Run(t, func(t testing.TB, dir string) (dataplane.Runtime, func()) {
+		t.Helper()
+		rt, err := exec.New(exec.Options{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rt, func() { rt.Close() }
+	}, dataplanetest.Commands{Shell: []string{"/bin/sh", "-c"}})
+}
+
+func TestPlaceholderAndKillAll(t *testing.T) {
+	dir := t.TempDir()
+	rt, err := exec.New(exec.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	ctx := context.Background()
+	if err := rt.Start(ctx, dataplane.ContainerSpec{ID: "img", Image: "nginx"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := rt.State("img"); err != nil || st.Status != dataplane.Running || st.Pid != 0 {
+		t.Fatalf("placeholder state %+v %v, want running without a process", st, err)
+	}
+	if err := rt.Stop(ctx, "img", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := rt.State("img"); st.Status != dataplane.Exited || st.ExitCode != 0 {
+		t.Fatalf("stopped placeholder %+v, want exited 0", st)
+	}
+
+	if err := rt.Start(ctx, dataplane.ContainerSpec{ID: "proc", Command: []string{"sleep", "60"}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := rt.State("proc")
+	if err != nil || st.Pid <= 0 {
+		t.Fatalf("state %+v %v", st, err)
+	}
+	exec.KillAll(dir)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if st, _ := rt.State("proc"); st.Status == dataplane.Exited {
+			if st.ExitCode != 137 {
+				t.Errorf("exit %d after KillAll, want 137", st.ExitCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("KillAll did not kill the container")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
