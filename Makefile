@@ -67,6 +67,9 @@ bench-scheduler: plugins ## scheduler benchmark: go run ./cmd/tugbench scheduler
 bench-agent: ## node agent benchmark: go run ./cmd/tugbench agent (100 exec-runtime pods: creation->Running p50/p99, agent idle RSS/CPU), with BENCHFLAGS
 	$(GO) run ./cmd/tugbench agent $(BENCHFLAGS)
 
+bench-controllers: plugins ## controllers benchmark: go run ./cmd/tugbench controllers (100 Deployments x 10 replicas on 100 sim nodes -> all Running, startup p99, server CPU), with BENCHFLAGS
+	$(GO) run ./cmd/tugbench controllers $(BENCHFLAGS)
+
 bench-network: ## network benchmark (root, in netns): go run ./cmd/tugbench network (iptables sync 1000 svc x 10 ep, cluster IP vs direct), with BENCHFLAGS
 	$(GO) run ./cmd/tugbench network $(BENCHFLAGS)
 

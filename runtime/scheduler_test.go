@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strconv"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -254,6 +255,27 @@ func BenchmarkSchedule(b *testing.B) {
 				ctx := context.Background()
 				if _, err := prof.Schedule(ctx, c.Snap, pod, kscheduler.Options{}); err != nil {
 					b.Fatal(err)
+				}
+				if os.Getenv("SCHED_BENCH_NOISE") != "" {
+					stop := make(chan struct{})
+					defer close(stop)
+					for range 4 {
+						go func() {
+							var sink [][]byte
+							for {
+								select {
+								case <-stop:
+									return
+								default:
+								}
+								sink = append(sink, make([]byte, 4096))
+								if len(sink) > 1000 {
+									sink = nil
+									time.Sleep(50 * time.Microsecond)
+								}
+							}
+						}()
+					}
 				}
 				i := 0
 				for b.Loop() {

@@ -35,6 +35,7 @@ var commands = []command{
 	{name: "plugins", summary: "Wasm plugins: admission latency vs native, cold start, instance cost, deadline overhead", run: runPlugins},
 	{name: "scheduler", summary: "scheduler: pods/s on 5000 nodes (basic, anti-affinity, node affinity), Wasm vs native plugins", run: runScheduler},
 	{name: "agent", summary: "node agent on the exec runtime: 100 pods creation->Running p50/p99, agent idle RSS and CPU", run: runAgentBench},
+	{name: "controllers", summary: "controllers: 100 Deployments x 10 replicas on 100 sim nodes, creates -> all pods Running, pod startup p50/p99, server CPU", run: runControllers},
 	{name: "network", summary: "iptables sync of 1000 services x 10 endpoints (full, one-endpoint change), cluster IP vs direct request rate, in netns", run: runNetwork},
 }
 

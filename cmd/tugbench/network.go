@@ -79,7 +79,7 @@ func runNetwork(args []string) error {
 		return fmt.Errorf("the network benchmark needs root (network namespaces, iptables): %w", errdefs.ErrUnavailable)
 	}
 	fulls, incs := map[string][]float64{}, map[string][]float64{}
-	var direct, viaVIP, directKeep, viaVIPKeep []float64
+	var direct, viaVIP, directKeep, viaVIPKeep, nodeDirect, nodeVIP []float64
 	for round := range cfg.rounds {
 		for i, backend := range cfg.backends {
 			r, err := networkRound(cfg, backend, i == 0)
@@ -92,6 +92,7 @@ func runNetwork(args []string) error {
 					r.direct, r.viaVIP, r.directKeep, r.viaVIPKeep)
 				direct, viaVIP = append(direct, r.direct), append(viaVIP, r.viaVIP)
 				directKeep, viaVIPKeep = append(directKeep, r.directKeep), append(viaVIPKeep, r.viaVIPKeep)
+				nodeDirect, nodeVIP = append(nodeDirect, r.nodeDirect), append(nodeVIP, r.nodeVIP)
 			}
 			fmt.Println()
 			fulls[backend], incs[backend] = append(fulls[backend], r.full), append(incs[backend], r.inc)
@@ -107,6 +108,8 @@ func runNetwork(args []string) error {
 	fmt.Printf("%-52s %12.0f\n", "pod -> cluster IP, new connection per request (req/s)", v)
 	fmt.Printf("%-52s %12.0f\n", "pod -> pod IP, kept-alive connection (req/s)", medianFloat(directKeep))
 	fmt.Printf("%-52s %12.0f\n", "pod -> cluster IP, kept-alive connection (req/s)", medianFloat(viaVIPKeep))
+	fmt.Printf("%-52s %12.0f\n", "node -> pod IP, new connection per request (req/s)", medianFloat(nodeDirect))
+	fmt.Printf("%-52s %12.0f\n", "node -> cluster IP, new connection per request (req/s)", medianFloat(nodeVIP))
 	first := cfg.backends[0]
 	fmt.Printf("RESULT iptables_sync_1k_svc_ms=%.0f iptables_incremental_ms=%.1f clusterip_vs_direct=%.2f\n",
 		medianFloat(fulls[first]), medianFloat(incs[first]), v/d)
@@ -115,8 +118,9 @@ func runNetwork(args []string) error {
 
 type networkResult struct {
 	full, inc float64 // ms
-	// requests per second, new connection per request or kept alive
-	direct, viaVIP, directKeep, viaVIPKeep float64
+	// requests per second from a pod, new connection per request or kept
+	// alive, and from the node itself (new connections)
+	direct, viaVIP, directKeep, viaVIPKeep, nodeDirect, nodeVIP float64
 }
 
 // networkRound builds a fresh node namespace, syncs the rules, changes
@@ -191,6 +195,11 @@ func networkRound(cfg networkConfig, backend string, rates bool) (networkResult,
 
 	vip := netip.MustParseAddrPort("10.96.0.10:80")
 	pod := netip.AddrPortFrom(server.IP, 8080)
+	// The node's own traffic to the service CIDR needs a route (a real
+	// node has a default route; this one must not lead anywhere).
+	if err := routeServiceCIDR(host); err != nil {
+		return res, err
+	}
 	// Warm up both paths, then alternate.
 	for _, keep := range []bool{false, true} {
 		for _, to := range []netip.AddrPort{pod, vip} {
@@ -203,8 +212,11 @@ func networkRound(cfg networkConfig, backend string, rates bool) (networkResult,
 		dst  *float64
 		to   netip.AddrPort
 		keep bool
-	}{{&res.direct, pod, false}, {&res.viaVIP, vip, false}, {&res.directKeep, pod, true}, {&res.viaVIPKeep, vip, true}} {
-		if *m.dst, err = requestRate(client.NetNS, m.to, cfg.clients, cfg.duration, m.keep); err != nil {
+		from string
+	}{{&res.direct, pod, false, client.NetNS}, {&res.viaVIP, vip, false, client.NetNS},
+		{&res.directKeep, pod, true, client.NetNS}, {&res.viaVIPKeep, vip, true, client.NetNS},
+		{&res.nodeDirect, pod, false, host}, {&res.nodeVIP, vip, false, host}} {
+		if *m.dst, err = requestRate(m.from, m.to, cfg.clients, cfg.duration, m.keep); err != nil {
 			return res, fmt.Errorf("requests to %s: %w", m.to, err)
 		}
 	}
@@ -258,6 +270,24 @@ func linkUp(ns, name string) error {
 		return err
 	}
 	return nl.LinkSetUp(l)
+}
+
+func routeServiceCIDR(ns string) error {
+	h, err := netns.GetFromPath(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	br, err := nl.LinkByName(bridge.DefaultBridge)
+	if err != nil {
+		return err
+	}
+	return nl.RouteAdd(&netlink.Route{LinkIndex: br.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4(10, 96, 0, 0), Mask: net.CIDRMask(12, 32)}})
 }
 
 func listenIn(ns string, addr netip.AddrPort) (net.Listener, error) {

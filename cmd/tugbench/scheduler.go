@@ -17,12 +17,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tugboat-dev/tugboat/hostapi"
@@ -57,6 +59,7 @@ type schedConfig struct {
 	only         string
 	creators     int
 	without      string
+	offline      bool
 }
 
 func parseSchedFlags(args []string) (schedConfig, error) {
@@ -72,6 +75,7 @@ func parseSchedFlags(args []string) (schedConfig, error) {
 	fs.StringVar(&cfg.profileRun, "profile-run", "basic/wasm", "run to profile: <workload>/<wasm|native>")
 	fs.StringVar(&cfg.only, "only", "", "comma-separated runs to do (e.g. basic/wasm,basic/native); empty = all needed for RESULT")
 	fs.IntVar(&cfg.creators, "creators", 32, "concurrent clients creating the nodes and pods")
+	fs.BoolVar(&cfg.offline, "offline", false, "diagnostics: run the profile over a snapshot built in memory (no API server, no binding) and report CPU per pod")
 	fs.StringVar(&cfg.without, "without", "", "comma-separated .wasm files of built-ins to leave out (diagnostics)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -121,6 +125,7 @@ type schedRun struct {
 	pods           int
 	elapsed        time.Duration
 	startup        time.Duration // scheduler start to Ready (caches synced, plugins warmed)
+	cpu            time.Duration // CPU time of the process (all threads) during the run
 	perSec         float64
 }
 
@@ -168,7 +173,11 @@ func runScheduler(args []string) error {
 		if w == nil || (mode != "wasm" && mode != "native") {
 			return fmt.Errorf("-only: unknown run %q (want <basic|antiaffinity|nodeaffinity>/<wasm|native>): %w", name, errdefs.ErrInvalid)
 		}
-		r, err := runWorkload(ctx, cfg, engine, tmp, *w, mode)
+		run := runWorkload
+		if cfg.offline {
+			run = runOffline
+		}
+		r, err := run(ctx, cfg, engine, tmp, *w, mode)
 		if err != nil {
 			return fmt.Errorf("%s/%s: %w", w.name, mode, err)
 		}
@@ -243,6 +252,7 @@ func runWorkload(ctx context.Context, cfg schedConfig, engine *wasmrt.Engine, tm
 	}
 	runtime.GC()
 	progress("scheduler: %s/%s: scheduling", w.name, mode)
+	cpu0 := processCPU()
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	start := time.Now()
@@ -282,6 +292,7 @@ func runWorkload(ctx context.Context, cfg schedConfig, engine *wasmrt.Engine, tm
 	}
 	run.elapsed = time.Since(start)
 	run.startup = ready.Sub(start)
+	run.cpu = processCPU() - cpu0
 	if profiling {
 		pprof.StopCPUProfile()
 	}
@@ -291,15 +302,73 @@ func runWorkload(ctx context.Context, cfg schedConfig, engine *wasmrt.Engine, tm
 		return run, runErr
 	}
 	run.perSec = float64(w.pods) / run.elapsed.Seconds()
-	progress("scheduler: %s/%s: %d pods in %v (startup %v): %.0f pods/s", w.name, mode, w.pods,
-		run.elapsed.Round(time.Millisecond), run.startup.Round(time.Millisecond), run.perSec)
+	progress("scheduler: %s/%s: %d pods in %v (startup %v, CPU %v = %v/pod): %.0f pods/s", w.name, mode, w.pods,
+		run.elapsed.Round(time.Millisecond), run.startup.Round(time.Millisecond), run.cpu.Round(time.Millisecond),
+		(run.cpu / time.Duration(w.pods)).Round(time.Microsecond), run.perSec)
+	printStats(prof)
+	return run, nil
+}
+
+// runOffline schedules the workload's pods against an in-memory snapshot
+// (assuming each on its node), measuring only the driver's decisions and
+// the plugins.
+func runOffline(ctx context.Context, cfg schedConfig, engine *wasmrt.Engine, _ string, w workload, mode string) (schedRun, error) {
+	run := schedRun{workload: w.name, mode: mode, pods: w.pods}
+	prof, closePlugins, err := benchProfile(ctx, engine, mode, cfg.pluginsDir, strings.Split(cfg.without, ","))
+	if err != nil {
+		return run, err
+	}
+	defer closePlugins()
+	snap := kscheduler.NewSnapshot()
+	for i := range cfg.nodes {
+		snap.SetNode(benchNode(i))
+	}
+	if err := prof.Warm(ctx, snap); err != nil {
+		return run, err
+	}
+	runtime.GC()
+	if cfg.cpuProfile != "" && cfg.profileRun == w.name+"/"+mode {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return run, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return run, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cpu0, start := processCPU(), time.Now()
+	for i := range w.pods {
+		pod := w.pod(i)
+		pod.UID = types.UID("uid-" + strconv.Itoa(i))
+		pod.Spec.SchedulerName = kscheduler.DefaultSchedulerName
+		res, err := prof.Schedule(ctx, snap, pod, kscheduler.Options{})
+		if err != nil {
+			return run, err
+		}
+		if res.Node == "" {
+			return run, fmt.Errorf("pod %d: %s", i, res.Message)
+		}
+		pod.Spec.NodeName = res.Node
+		snap.SetPod(pod)
+	}
+	run.elapsed, run.cpu = time.Since(start), processCPU()-cpu0
+	run.perSec = float64(w.pods) / run.elapsed.Seconds()
+	progress("scheduler: %s/%s offline: %d pods in %v (CPU %v/pod): %.0f pods/s", w.name, mode, w.pods,
+		run.elapsed.Round(time.Millisecond), (run.cpu / time.Duration(w.pods)).Round(time.Microsecond), run.perSec)
+	printStats(prof)
+	return run, nil
+}
+
+// printStats prints the profile's per-plugin call statistics.
+func printStats(prof *kscheduler.Profile) {
 	for _, ps := range prof.Stats() {
 		calls := ps.FilterCalls + ps.ScoreCalls
 		progress("scheduler:   %-32s %6d filter + %6d score calls (%6d skip), %4d full (%5.2f s), %6.1f nodes/call, %6.1f us/call after",
 			ps.Name, ps.FilterCalls, ps.ScoreCalls, ps.Skips, ps.Resyncs, ps.FullTime.Seconds(), float64(ps.Nodes)/float64(max(calls, 1)),
 			float64((ps.Time-ps.FullTime).Microseconds())/float64(max(calls-ps.Resyncs, 1)))
 	}
-	return run, nil
 }
 
 // benchProfile builds the default profile from the built-ins, as Wasm
@@ -356,6 +425,15 @@ func benchProfile(ctx context.Context, engine *wasmrt.Engine, mode, dir string, 
 		return nil, nil, err
 	}
 	return prof, closeAll, nil
+}
+
+// processCPU returns the user and system CPU time of the process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // createAll runs create(i) for i in [0, n) from workers goroutines.
@@ -452,10 +530,11 @@ func printSchedResults(w io.Writer, cfg schedConfig, runs []schedRun) {
 	fmt.Fprintf(w, "setup: in-process API server on Badger, %d nodes, pods created before the scheduler starts;\n", cfg.nodes)
 	fmt.Fprintf(w, "       time = scheduler start (incl. its initial LIST) to the last binding written; %d built-in plugins\n\n", len(builtins))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "workload\tplugins\tpods\tseconds\tpods/s")
+	fmt.Fprintln(tw, "workload\tplugins\tpods\tseconds\tstartup s\tCPU ms/pod\tpods/s")
 	rate := map[string]float64{}
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.0f\n", r.workload, r.mode, r.pods, r.elapsed.Seconds(), r.perSec)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.2f\t%.2f\t%.0f\n", r.workload, r.mode, r.pods, r.elapsed.Seconds(),
+			r.startup.Seconds(), float64(r.cpu.Microseconds())/1000/float64(r.pods), r.perSec)
 		rate[r.workload+"/"+r.mode] = r.perSec
 	}
 	tw.Flush()

@@ -10,9 +10,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -112,6 +115,7 @@ func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 		return fmt.Errorf("node kubeconfig: %w", err)
 	}
 	rc.ContentType = "application/vnd.kubernetes.protobuf"
+	rc.QPS, rc.Burst = 50, 100 // kubelet's kubeAPIQPS and kubeAPIBurst
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err
@@ -138,6 +142,53 @@ func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 		return err
 	}
 	defer ag.Stop()
+	go func() {
+		// Once started, and again once the first pods have settled.
+		for _, d := range []time.Duration{0, 20 * time.Second} {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+				trimBinaryPages()
+			}
+		}
+	}()
 	logger.Info("serving the kubelet API", "addr", ln.Addr().String())
 	return ag.ServeTLS(ctx, ln, ca)
+}
+
+// trimBinaryPages asks the kernel to drop the resident pages of this
+// process's own executable (text and read-only data). The one binary
+// carries the whole server; starting an agent touches much of it once
+// (package initialization) and little of it afterwards. Pages still in
+// use fault back in from the page cache; this only keeps the agent's
+// resident set to what it uses.
+func trimBinaryPages() {
+	exe, err := os.Executable()
+	if err != nil {
+		return
+	}
+	if p, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = p
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[5] != exe || strings.Contains(f[1], "w") {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || end <= start {
+			continue
+		}
+		unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_PAGEOUT)
+	}
 }

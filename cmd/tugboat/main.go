@@ -41,6 +41,7 @@ func newRootCommand() *cobra.Command {
 	}
 	root.AddCommand(newServerCommand(), newPluginCommand(), newVersionCommand())
 	root.AddCommand(newAgentCommand())
+	root.AddCommand(newImagesCommand())
 	return root
 }
 

@@ -202,6 +202,12 @@ func runServer(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err e
 			continue
 		}
 		stop, err := c.start(ctx, env)
+		if err != nil && ctx.Err() != nil {
+			// Shutdown began while the component was starting (loading
+			// plugins, say): not a failure.
+			logger.Info("shutdown during start", "component", c.name, "err", err)
+			break
+		}
 		if err != nil {
 			srv.Close()
 			api.Close()

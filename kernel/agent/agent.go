@@ -29,6 +29,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/tugboat-dev/tugboat/kernel/dataplane"
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
@@ -107,7 +108,11 @@ type Agent struct {
 	log      *slog.Logger
 	identity string
 
-	pods *podSource
+	pods     *podSource
+	started  time.Time
+	events   record.EventBroadcaster
+	recorder record.EventRecorder
+	cpu      cpuSamples
 
 	mu      sync.Mutex
 	workers map[string]*podWorker // by pod UID
@@ -132,17 +137,22 @@ func Start(ctx context.Context, client kubernetes.Interface, cfg Config) (*Agent
 	}
 	a := &Agent{
 		cfg: cfg, client: client, rt: cfg.Runtime, log: cfg.Logger, identity: id,
-		workers: make(map[string]*podWorker),
+		workers: make(map[string]*podWorker), started: time.Now(),
+		cpu: cpuSamples{last: map[string]cpuSample{}},
 	}
 	ctx, a.cancel = context.WithCancel(ctx)
 	fail := func(err error) (*Agent, error) {
 		a.cancel()
 		a.wg.Wait()
+		if a.events != nil {
+			a.events.Shutdown()
+		}
 		return nil, err
 	}
 	if err := a.register(ctx); err != nil {
 		return fail(err)
 	}
+	a.startEvents()
 	a.pods, err = startPodSource(ctx, client, cfg.NodeName, a.podChanged)
 	if err != nil {
 		return fail(err)
@@ -174,6 +184,7 @@ func (a *Agent) Stop() {
 	for _, w := range workers {
 		w.wait()
 	}
+	a.events.Shutdown()
 }
 
 // NodeName returns the node's name.

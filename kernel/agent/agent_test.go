@@ -2,9 +2,12 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -299,14 +302,31 @@ func TestPodLifecycle(t *testing.T) {
 		if p.Status.Phase != corev1.PodRunning || ready(p) {
 			t.Errorf("phase %s ready %v, want Running and not ready", p.Status.Phase, ready(p))
 		}
+		waitFor(t, "Started and BackOff events", func() (bool, error) {
+			evs, err := cs.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, err
+			}
+			seen := map[string]bool{}
+			for _, e := range evs.Items {
+				if e.InvolvedObject.Name == "crash" && e.Source.Host == "node-a" {
+					seen[e.Reason] = true
+				}
+			}
+			return seen["Started"] && seen["BackOff"], fmt.Errorf("events %v", seen)
+		})
 	})
 
 	t.Run("graceful delete", func(t *testing.T) {
 		dir := t.TempDir()
-		p := shPod("graceful", `trap 'echo term > got-term; exit 0' TERM; while :; do sleep 0.1; done`, corev1.RestartPolicyAlways)
+		p := shPod("graceful", `trap 'echo term > got-term; exit 0' TERM; touch trapped; while :; do sleep 0.1; done`, corev1.RestartPolicyAlways)
 		p.Spec.Containers[0].WorkingDir = dir
 		create(t, cs, p)
 		p = waitPod(t, cs, "graceful", "running", ready)
+		waitFor(t, "the trap is set", func() (bool, error) {
+			_, err := os.Stat(filepath.Join(dir, "trapped"))
+			return err == nil, err
+		})
 		if err := cs.CoreV1().Pods("default").Delete(ctx, "graceful", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -552,3 +572,41 @@ func freePort(t testing.TB) int {
 }
 
 func intOrName(s string) intstr.IntOrString { return intstr.FromString(s) }
+
+func TestStatsSummary(t *testing.T) {
+	cs := newClient(t)
+	n := runNode(t, cs, agent.Config{})
+	create(t, cs, shPod("busy", "while :; do :; done", corev1.RestartPolicyAlways))
+	waitPod(t, cs, "busy", "ready", ready)
+	type usage struct {
+		Pods []struct {
+			PodRef struct{ Name string } `json:"podRef"`
+			CPU    struct {
+				UsageNanoCores       uint64 `json:"usageNanoCores"`
+				UsageCoreNanoSeconds uint64 `json:"usageCoreNanoSeconds"`
+			} `json:"cpu"`
+			Memory struct {
+				WorkingSetBytes uint64 `json:"workingSetBytes"`
+			} `json:"memory"`
+			Containers []struct{ Name string } `json:"containers"`
+		} `json:"pods"`
+	}
+	waitFor(t, "cpu and memory of pod busy", func() (bool, error) {
+		rec := httptest.NewRecorder()
+		n.agent.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/stats/summary", nil))
+		if rec.Code != http.StatusOK {
+			return false, fmt.Errorf("%d %s", rec.Code, rec.Body)
+		}
+		var u usage
+		if err := json.Unmarshal(rec.Body.Bytes(), &u); err != nil {
+			return false, err
+		}
+		for _, p := range u.Pods {
+			if p.PodRef.Name == "busy" && p.CPU.UsageCoreNanoSeconds > 0 && p.CPU.UsageNanoCores > 0 &&
+				p.Memory.WorkingSetBytes > 0 && len(p.Containers) == 1 && p.Containers[0].Name == "main" {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("summary %s", rec.Body)
+	})
+}

@@ -23,6 +23,8 @@ import (
 //
 //	GET /containerLogs/{namespace}/{pod}/{container}?follow&previous&tailLines&sinceSeconds&sinceTime&timestamps&limitBytes
 //	GET|POST /exec/{namespace}/{pod}/{container}?command=...&stdin&stdout&stderr&tty
+//	GET /stats/summary (stats.go)
+//	POST /portForward/{namespace}/{pod} (portforward.go)
 //
 // Errors are metav1.Status bodies. Callers authenticate the API server
 // before handing requests to it.
@@ -30,6 +32,8 @@ func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", a.serveLogs)
 	mux.HandleFunc("/exec/{namespace}/{pod}/{container}", a.serveExec)
+	mux.HandleFunc("GET /stats/summary", a.serveStats)
+	mux.HandleFunc("/portForward/{namespace}/{pod}", a.servePortForward)
 	return mux
 }
 

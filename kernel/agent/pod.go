@@ -249,6 +249,8 @@ func (w *podWorker) drive(ctx context.Context, pod *corev1.Pod, now time.Time) (
 			if cs.probes != nil {
 				if why := cs.probes.killReason(); why != "" {
 					w.a.log.Info("agent: restarting container", "pod", pod.Namespace+"/"+pod.Name, "container", c.Name, "reason", why)
+					w.a.event(pod, corev1.EventTypeWarning, eventUnhealthy, "%s", why)
+					w.a.event(pod, corev1.EventTypeNormal, eventKilling, "Container %s failed its probe, will be restarted", c.Name)
 					w.stopContainer(ctx, pod, cs)
 					w.wake()
 				}
@@ -275,6 +277,9 @@ func (w *podWorker) restart(ctx context.Context, pod *corev1.Pod, c *corev1.Cont
 		}
 		cs.restartAt = st.FinishedAt.Add(cs.backoff)
 		cs.scheduled = cs.id
+		if cs.backoff > 0 {
+			w.a.event(pod, corev1.EventTypeWarning, eventBackOff, "Back-off restarting failed container %s in pod %s", c.Name, pod.Name)
+		}
 		cs.backoff = min(max(cs.backoff*2, backoffInitial), backoffMax)
 	}
 	if now.Before(cs.restartAt) {
@@ -297,6 +302,9 @@ func (w *podWorker) state(id string) (dataplane.State, bool) {
 func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Container, cs *ctrState) {
 	env, err := w.a.containerEnv(ctx, pod, c)
 	if err != nil {
+		if cs.configErr != err.Error() {
+			w.a.event(pod, corev1.EventTypeWarning, eventFailed, "Error: %v", err)
+		}
 		cs.configErr = err.Error()
 		cs.restartAt = time.Now().Add(resyncInterval)
 		return
@@ -341,7 +349,15 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 	if err := w.a.rt.Start(ctx, spec); err != nil {
 		cs.configErr = err.Error()
 		cs.restartAt = time.Now().Add(resyncInterval)
+		w.a.event(pod, corev1.EventTypeWarning, eventFailed, "Error: %v", err)
 		return
+	}
+	w.a.event(pod, corev1.EventTypeNormal, eventPulled, "Container image %q already present on machine", c.Image)
+	if st, err := w.a.rt.State(spec.ID); err == nil && st.Reason == "StartError" {
+		w.a.event(pod, corev1.EventTypeWarning, eventFailed, "Error: %s", st.Message)
+	} else {
+		w.a.event(pod, corev1.EventTypeNormal, eventCreated, "Created container %s", c.Name)
+		w.a.event(pod, corev1.EventTypeNormal, eventStarted, "Started container %s", c.Name)
 	}
 	if cs.probes != nil {
 		cs.probes.stop()
@@ -398,6 +414,9 @@ func (w *podWorker) terminate(ctx context.Context, pod *corev1.Pod, gone bool) {
 	for _, cs := range w.ctrs {
 		if cs.id == "" {
 			continue
+		}
+		if st, ok := w.state(cs.id); ok && st.Status == dataplane.Running && !gone {
+			w.a.event(pod, corev1.EventTypeNormal, eventKilling, "Stopping container %s", cs.name)
 		}
 		wg.Go(func() {
 			if err := w.a.rt.Stop(ctx, cs.id, grace); err != nil {

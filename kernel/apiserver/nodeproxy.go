@@ -190,9 +190,17 @@ var nodeStreams = map[string]string{"exec": "/exec/", "attach": "/attach/", "por
 
 // serveNodeStream serves pods/exec, pods/attach and pods/portforward
 // (which the resource router does not know) by proxying them to the
-// pod's node; it reports whether the path was one of them.
+// pod's node, and nodes/<name>/proxy/...; it reports whether the path was
+// one of them. Without a NodeConnector they are not served.
 func (s *Server) serveNodeStream(w http.ResponseWriter, r *http.Request) bool {
 	parts := splitPath(r.URL.Path)
+	if _, ok := s.connector(); !ok {
+		return false
+	}
+	if len(parts) >= 5 && parts[0] == "api" && parts[1] == "v1" && parts[2] == "nodes" && parts[4] == "proxy" {
+		s.serveNodeProxy(w, r, parts[3], "/"+strings.Join(parts[5:], "/"))
+		return true
+	}
 	// api v1 namespaces <ns> pods <name> <sub>
 	if len(parts) != 7 || parts[0] != "api" || parts[1] != "v1" || parts[2] != "namespaces" || parts[4] != "pods" {
 		return false
@@ -230,4 +238,39 @@ func (s *Server) serveNodeStream(w http.ResponseWriter, r *http.Request) bool {
 	q.Del("container")
 	s.proxyNode(w, r, h, target, q)
 	return true
+}
+
+// serveNodeProxy serves nodes/<name>/proxy/<path> (e.g. stats/summary
+// for resource metrics) from the node's agent. Nodes may not use it.
+func (s *Server) serveNodeProxy(w http.ResponseWriter, r *http.Request, name, path string) {
+	res := s.reg.lookup("", "v1", "nodes")
+	req := &request{verb: strings.ToLower(r.Method), res: res, name: name, subresource: "proxy", query: r.URL.Query()}
+	if u, ok := UserFrom(r.Context()); ok {
+		if _, isNode := nodeName(u); isNode {
+			s.writeError(w, r, req, apierrors.NewForbidden(res.groupResource(), name, fmt.Errorf("nodes may not use nodes/proxy")))
+			return
+		}
+	}
+	kv, err := s.store.Get(r.Context(), objectKey(res, "", name))
+	if err != nil {
+		s.writeError(w, r, req, err)
+		return
+	}
+	obj, err := decodeStored(res, kv.Value, kv.ModRevision)
+	if err != nil {
+		s.writeError(w, r, req, err)
+		return
+	}
+	connect, ok := s.connector()
+	if !ok {
+		s.writeError(w, r, req, apierrors.NewGenericServerResponse(http.StatusNotImplemented, "get", res.groupResource(), name,
+			"this server has no way to reach node agents", 0, false))
+		return
+	}
+	h, err := connect(r.Context(), obj.(*corev1.Node))
+	if err != nil {
+		s.writeError(w, r, req, apierrors.NewServiceUnavailable(fmt.Sprintf("node %s: %v", name, err)))
+		return
+	}
+	s.proxyNode(w, r, h, path, r.URL.Query())
 }

@@ -28,14 +28,16 @@ import (
 // ports from the node port range, unique across all Services.
 //
 // The allocator's state is derived from the stored Services, never stored
-// separately: at start it lists them, then follows a store watch of the
-// services prefix, so every way a Service disappears (delete, namespace
-// deletion, a finalizer's last update) releases its addresses. A write in
-// flight holds a reservation from the moment its addresses are chosen
-// until the watch has applied the write (or until the write failed), so
-// two concurrent creates can never both get one address, and an address
-// is never handed out while a stored Service still holds it. See
-// RATIONALE.md ("Why derive service allocations from a watch?").
+// separately: at the first Service write it lists them, then follows a
+// store watch (of the whole keyspace, so that its progress covers every
+// write), so every way a Service disappears (delete, namespace deletion, a
+// finalizer's last update) releases its addresses. A write in flight
+// holds a reservation from the moment its addresses are chosen until the
+// watch has applied the write (or until the write failed), so two
+// concurrent creates can never both get one address, and an address is
+// never handed out while a stored Service still holds it. See
+// RATIONALE.md ("(API) Why derive service address allocation from a
+// watch?").
 //
 // The state is per server process: two API servers over one store (HA,
 // later) would need store-backed allocation objects (Kubernetes'

@@ -32,10 +32,10 @@ type ownerRef struct {
 	Kind       string `json:"kind"`
 	Name       string `json:"name"`
 	UID        string `json:"uid"`
-	Controller *bool  `json:"controller,omitempty"`
+	Controller bool   `json:"controller"`
 }
 
-func (r ownerRef) isController() bool { return r.Controller != nil && *r.Controller }
+func (r ownerRef) isController() bool { return r.Controller }
 
 // objectMeta is what decodeObject reads of an object.
 type objectMeta struct {

@@ -155,6 +155,10 @@ func (t *term) enqueueNamespace(c *ctrl, q queue, namespace string) {
 
 // enqueueGC is the garbage collector's mapping (hostapi.EnqueueGC).
 func (t *term) enqueueGC(q queue, info *resourceInfo, old, cur *object) {
+	if old != nil && cur != nil && old.uid == cur.uid && old.deleting == cur.deleting &&
+		slices.Equal(old.owners, cur.owners) && slices.Equal(old.finalizers, cur.finalizers) {
+		return // nothing the collector looks at changed (a status update)
+	}
 	if cur != nil && (len(cur.owners) > 0 || gcFinalizing(cur)) {
 		q.Add(key{info.name, cur.namespace, cur.name})
 	}

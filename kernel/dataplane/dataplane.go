@@ -125,3 +125,19 @@ type ExecSpec struct {
 type TermSize struct {
 	Width, Height uint16
 }
+
+// StatsProvider is implemented by runtimes that can measure their
+// containers' resource use.
+type StatsProvider interface {
+	// Stats reports a running container's cumulative CPU time and current
+	// memory use (ErrNotFound for unknown containers).
+	Stats(id string) (Stats, error)
+}
+
+// Stats is a container's resource use.
+type Stats struct {
+	// CPU is the CPU time used since the container started.
+	CPU time.Duration
+	// MemoryBytes is the resident memory of its processes.
+	MemoryBytes uint64
+}

@@ -1,9 +1,11 @@
-// Package network holds the cluster-level pieces of Tugboat's pod network:
-// the pod CIDR allocator that gives each Node a range of the cluster CIDR
-// (podcidr.go) and the checks on the configured ranges. The node-level
-// dataplane lives in the subpackages: bridge (per-pod network namespaces,
-// veth pairs, IPAM, host-gw routes), proxy (the Service proxy: iptables
-// and userspace modes) and dns (the cluster DNS server).
+// Package network holds the cluster-level pieces of Tugboat's network: the
+// pod CIDR allocator that gives each Node a range of the cluster CIDR
+// (podcidr.go), the load-balancer address allocator (lbpool.go), the
+// host-gw peers of a node (peers.go) and the checks on the configured
+// ranges. The node-level dataplane lives in the subpackages: bridge
+// (per-pod network namespaces, veth pairs, IPAM, host-gw routes), proxy
+// (the Service proxy: iptables and userspace modes) and dns (the cluster
+// DNS server); nettest keeps their tests inside network namespaces.
 package network
 
 import (

@@ -53,6 +53,10 @@ type PodCIDRAllocator struct {
 	mu sync.Mutex
 	// owner maps a range to the node holding it.
 	owner map[netip.Prefix]string
+	// waiting are the nodes that found the cluster CIDR full; a freed
+	// range queues them again at once.
+	waiting map[string]bool
+	queue   workqueue.TypedRateLimitingInterface[string]
 }
 
 // NewPodCIDRAllocator validates cfg and returns an allocator; errors wrap
@@ -75,7 +79,7 @@ func NewPodCIDRAllocator(cfg PodCIDRConfig) (*PodCIDRAllocator, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &PodCIDRAllocator{client: cfg.Client, log: cfg.Logger.With("component", "podcidr"),
-		ranges: set, owner: map[netip.Prefix]string{}}, nil
+		ranges: set, owner: map[netip.Prefix]string{}, waiting: map[string]bool{}}, nil
 }
 
 // Run allocates until ctx ends. It returns nil then, or an error if the
@@ -85,6 +89,9 @@ func (a *PodCIDRAllocator) Run(ctx context.Context) error {
 	nodes := factory.Core().V1().Nodes()
 	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
 	defer queue.ShutDown()
+	a.mu.Lock()
+	a.queue = queue
+	a.mu.Unlock()
 	reg, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { a.observe(obj, queue) },
 		UpdateFunc: func(old, obj any) {
@@ -169,8 +176,10 @@ func (a *PodCIDRAllocator) forget(n *corev1.Node) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	delete(a.waiting, n.Name)
 	if a.owner[p] == n.Name {
 		delete(a.owner, p)
+		a.wake()
 	}
 }
 
@@ -222,7 +231,16 @@ func (a *PodCIDRAllocator) take(node string) (netip.Prefix, error) {
 			return p, nil
 		}
 	}
+	a.waiting[node] = true
 	return netip.Prefix{}, fmt.Errorf("cluster CIDR %s has no free /%d range: %w", a.ranges.cluster, a.ranges.bits, errdefs.ErrUnavailable)
+}
+
+// wake queues the nodes waiting for a range; a.mu is held.
+func (a *PodCIDRAllocator) wake() {
+	for node := range a.waiting {
+		a.queue.Add(node)
+		delete(a.waiting, node)
+	}
 }
 
 func (a *PodCIDRAllocator) release(p netip.Prefix, node string) {
@@ -230,6 +248,7 @@ func (a *PodCIDRAllocator) release(p netip.Prefix, node string) {
 	defer a.mu.Unlock()
 	if a.owner[p] == node {
 		delete(a.owner, p)
+		a.wake()
 	}
 }
 

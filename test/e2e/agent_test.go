@@ -153,6 +153,24 @@ spec:
 		}
 	})
 
+	t.Run("port-forward and metrics", func(t *testing.T) {
+		local := freePort(t)
+		pf := k.start(t, "port-forward", "pod/web", fmt.Sprintf("%d:%d", local, port))
+		pf.next(t, "Forwarding", "from")
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", local))
+		if err != nil {
+			t.Fatalf("GET through port-forward: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET through port-forward: %s", resp.Status)
+		}
+		out := k.run(t, "get", "--raw", "/api/v1/nodes/"+agentNode+"/proxy/stats/summary")
+		if !strings.Contains(out, `"name":"web"`) || !strings.Contains(out, "workingSetBytes") {
+			t.Errorf("stats summary lacks pod web's memory: %s", out)
+		}
+	})
+
 	t.Run("logs", func(t *testing.T) {
 		follow := k.start(t, "logs", "-f", "counter")
 		follow.next(t, "tick", "0")

@@ -64,3 +64,31 @@ func TestPlaceholderAndKillAll(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestStats(t *testing.T) {
+	rt, err := exec.New(exec.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	ctx := context.Background()
+	// Burns CPU until stopped.
+	if err := rt.Start(ctx, dataplane.ContainerSpec{ID: "busy", Command: []string{"/bin/sh", "-c", "while :; do :; done"}}); err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Remove(ctx, "busy")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := rt.Stats("busy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.CPU > 0 && st.MemoryBytes > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v: no CPU time or memory seen", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -217,3 +217,40 @@ func TestHostGWRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDestroy checks that Destroy removes the bridge and the host-gw
+// routes, and nothing else.
+func TestDestroy(t *testing.T) {
+	nettest.RequireRoot(t)
+	host := nettest.NewHost(t, "host")
+	n := newNetwork(t, host, "10.244.4.0/24", "")
+	// A peer reachable on the bridge's own subnet stands in for a node.
+	peer := bridge.Peer{PodCIDR: netip.MustParsePrefix("10.244.5.0/24"), NodeIP: netip.MustParseAddr("10.244.4.200")}
+	if err := n.SyncRoutes([]bridge.Peer{peer}); err != nil {
+		t.Fatalf("routes: %v", err)
+	}
+	if err := n.Destroy(); err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+	err := nettest.WithHandle(host, func(h *netlink.Handle) error {
+		if _, err := h.LinkByName(bridge.DefaultBridge); !errors.As(err, new(netlink.LinkNotFoundError)) {
+			return fmt.Errorf("bridge after destroy: %v, want not found", err)
+		}
+		if _, err := h.LinkByName("lo"); err != nil {
+			return fmt.Errorf("lo after destroy: %v", err)
+		}
+		routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		for _, r := range routes {
+			if r.Dst != nil && r.Dst.String() == "10.244.5.0/24" {
+				return fmt.Errorf("route to %s left", r.Dst)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

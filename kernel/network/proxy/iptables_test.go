@@ -165,6 +165,7 @@ func testIptablesProxy(t *testing.T, backend string) {
 		{"scaled down", false, map[string]bool{"p2": true}, "node", vip, []string{"p2"}},
 		{"session affinity", true, map[string]bool{"p1": true, "p2": true}, "node", vip, nil},
 		{"node port from outside", false, map[string]bool{"p1": true, "p2": true}, "client", np, []string{"p1", "p2"}},
+		{"node port from the node", false, map[string]bool{"p1": true, "p2": true}, "node", np, []string{"p1", "p2"}},
 		{"pod to service", false, map[string]bool{"p1": true, "p2": true}, "p1", vip, []string{"p1", "p2"}},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -102,7 +103,7 @@ func (u *Userspace) Addr(namespace, name, portName string, protocol ...corev1.Pr
 // listeners, gone ones (or ones whose cluster IP, port or node port
 // changed) lose them, and every one gets its current ready endpoints.
 // Errors opening listeners are joined; the other ports are still served.
-func (u *Userspace) Sync(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) error {
+func (u *Userspace) Sync(_ context.Context, services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) error {
 	model := buildModel(services, endpointSlices)
 	u.mu.Lock()
 	defer u.mu.Unlock()

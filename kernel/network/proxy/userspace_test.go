@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -75,7 +76,7 @@ func TestUserspaceProxy(t *testing.T) {
 		for ep, r := range ready {
 			slices = append(slices, loopSlice("web", "http", ep.Port(), r, corev1.ProtocolTCP))
 		}
-		if err := u.Sync([]*corev1.Service{loopService(affinity, nodePort, corev1.ProtocolTCP)}, slices); err != nil {
+		if err := u.Sync(context.Background(), []*corev1.Service{loopService(affinity, nodePort, corev1.ProtocolTCP)}, slices); err != nil {
 			t.Fatalf("sync: %v", err)
 		}
 		addr, ok := u.Addr("default", "web", "http")
@@ -134,7 +135,7 @@ func TestUserspaceProxy(t *testing.T) {
 	})
 	t.Run("service removed", func(t *testing.T) {
 		to := sync(t, false, map[netip.AddrPort]bool{a: true})
-		if err := u.Sync(nil, nil); err != nil {
+		if err := u.Sync(context.Background(), nil, nil); err != nil {
 			t.Fatalf("sync: %v", err)
 		}
 		if _, ok := u.Addr("default", "web", "http"); ok {
@@ -166,7 +167,7 @@ func TestUserspaceUDP(t *testing.T) {
 	u := proxy.NewUserspace(proxy.UserspaceConfig{Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(func() { u.Close() })
 	port := echo.LocalAddr().(*net.UDPAddr).AddrPort().Port()
-	if err := u.Sync([]*corev1.Service{loopService(false, 0, corev1.ProtocolUDP)},
+	if err := u.Sync(context.Background(), []*corev1.Service{loopService(false, 0, corev1.ProtocolUDP)},
 		[]*discoveryv1.EndpointSlice{loopSlice("web", "http", port, true, corev1.ProtocolUDP)}); err != nil {
 		t.Fatalf("sync: %v", err)
 	}
