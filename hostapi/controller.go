@@ -40,6 +40,9 @@ const (
 	// EnqueueNamespace: every primary of the object's namespace (for
 	// selector-based controllers, e.g. services for pod events).
 	EnqueueNamespace = "namespace"
+	// EnqueueName: the primary with the object's name (in its namespace
+	// when the primary is namespaced), e.g. a node's Lease -> the Node.
+	EnqueueName = "name"
 	// EnqueueNone: cache only (the controller reads it, events enqueue
 	// nothing).
 	EnqueueNone = "none"

@@ -92,7 +92,8 @@ import (
 //	                        k = rejected with reason set k-1). n = 0 means
 //	                        every candidate passes.
 //	SchedStatusOK, score:   u32 n, n × i64 score (0..SchedMaxScore; the
-//	                        host clamps), one per candidate.
+//	                        host clamps), one per candidate. n = 0 means
+//	                        every score is 0.
 //	SchedStatusSkip:        nothing follows: the plugin has nothing to do
 //	                        for this pod (kube-scheduler's PreFilter or
 //	                        PreScore "Skip"): every candidate passes, or the

@@ -60,7 +60,7 @@ func NewController(r Reconciler, m Manifest, spec ControllerSpec) (*Module, erro
 		switch w.Enqueue {
 		case hostapi.EnqueueSelf, hostapi.EnqueueGC:
 			primary = true
-		case hostapi.EnqueueOwner, hostapi.EnqueueNamespace, hostapi.EnqueueNone:
+		case hostapi.EnqueueOwner, hostapi.EnqueueNamespace, hostapi.EnqueueName, hostapi.EnqueueNone:
 		default:
 			return nil, errors.New("sdk: controller " + m.Name + ": watch of " + w.Resource + ": unknown enqueue mode " + strconv.Quote(w.Enqueue))
 		}

@@ -266,10 +266,24 @@ func procMiBField(pid int, field string) float64 {
 	return kb / 1024
 }
 
+// copyFile copies src to dst and syncs it (dirty page-cache pages of a
+// fresh file could not be dropped from the agent's resident set).
 func copyFile(src, dst string) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(dst, b, 0o755)
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

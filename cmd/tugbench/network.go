@@ -156,12 +156,18 @@ func networkRound(cfg networkConfig, backend string, rates bool) (networkResult,
 		return res, err
 	}
 	defer bn.Teardown("client")
-	ln, err := listenIn(server.NetNS, netip.AddrPortFrom(server.IP, 8080))
-	if err != nil {
-		return res, err
+	// The service leads to port 8080; direct requests go to 8081, so that
+	// the two kinds never share a connection tuple (a NATed connection
+	// whose tuple is still held by a direct one in TIME_WAIT would be
+	// dropped by conntrack and retried a second later).
+	for _, port := range []uint16{8080, 8081} {
+		ln, err := listenIn(server.NetNS, netip.AddrPortFrom(server.IP, port))
+		if err != nil {
+			return res, err
+		}
+		defer ln.Close()
+		go servePong(ln)
 	}
-	defer ln.Close()
-	go servePong(ln)
 
 	p, err := proxy.NewIptables(proxy.IptablesConfig{NetNS: host, ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
 		Backend: backend, Logger: slog.New(slog.DiscardHandler)})
@@ -194,7 +200,7 @@ func networkRound(cfg networkConfig, backend string, rates bool) (networkResult,
 	}
 
 	vip := netip.MustParseAddrPort("10.96.0.10:80")
-	pod := netip.AddrPortFrom(server.IP, 8080)
+	pod := netip.AddrPortFrom(server.IP, 8081)
 	// The node's own traffic to the service CIDR needs a route (a real
 	// node has a default route; this one must not lead anywhere).
 	if err := routeServiceCIDR(host); err != nil {
@@ -203,21 +209,19 @@ func networkRound(cfg networkConfig, backend string, rates bool) (networkResult,
 	// Warm up both paths, then alternate.
 	for _, keep := range []bool{false, true} {
 		for _, to := range []netip.AddrPort{pod, vip} {
-			if _, err := requestRate(client.NetNS, to, cfg.clients, cfg.duration/4, keep); err != nil {
+			if _, err := requestRate(client.NetNS, to, cfg.clients, cfg.duration/8, keep); err != nil {
 				return res, fmt.Errorf("warm-up to %s: %w", to, err)
 			}
 		}
 	}
 	for _, m := range []struct {
-		dst  *float64
-		to   netip.AddrPort
-		keep bool
-		from string
-	}{{&res.direct, pod, false, client.NetNS}, {&res.viaVIP, vip, false, client.NetNS},
-		{&res.directKeep, pod, true, client.NetNS}, {&res.viaVIPKeep, vip, true, client.NetNS},
-		{&res.nodeDirect, pod, false, host}, {&res.nodeVIP, vip, false, host}} {
-		if *m.dst, err = requestRate(m.from, m.to, cfg.clients, cfg.duration, m.keep); err != nil {
-			return res, fmt.Errorf("requests to %s: %w", m.to, err)
+		direct, vip *float64
+		from        string
+		keep        bool
+	}{{&res.direct, &res.viaVIP, client.NetNS, false}, {&res.directKeep, &res.viaVIPKeep, client.NetNS, true},
+		{&res.nodeDirect, &res.nodeVIP, host, false}} {
+		if *m.direct, *m.vip, err = pairRate(m.from, pod, vip, cfg, m.keep); err != nil {
+			return res, err
 		}
 	}
 	return res, nil
@@ -323,6 +327,26 @@ func servePong(ln net.Listener) {
 			}
 		}()
 	}
+}
+
+// pairRate measures requests to a and to b from ns in alternating slices
+// (so that load changes on the machine affect both alike) and returns
+// both rates.
+func pairRate(ns string, a, b netip.AddrPort, cfg networkConfig, keep bool) (float64, float64, error) {
+	const slices = 4
+	var ra, rb float64
+	for range slices {
+		x, err := requestRate(ns, a, cfg.clients, cfg.duration/slices, keep)
+		if err != nil {
+			return 0, 0, fmt.Errorf("requests to %s: %w", a, err)
+		}
+		y, err := requestRate(ns, b, cfg.clients, cfg.duration/slices, keep)
+		if err != nil {
+			return 0, 0, fmt.Errorf("requests to %s: %w", b, err)
+		}
+		ra, rb = ra+x/slices, rb+y/slices
+	}
+	return ra, rb, nil
 }
 
 // requestRate runs clients loops in namespace ns making requests to to

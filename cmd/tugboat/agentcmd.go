@@ -120,6 +120,10 @@ func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	evcs, err := kubernetes.NewForConfig(rc) // its own rate limiter, as kubelet's event client
+	if err != nil {
+		return err
+	}
 	ca := rc.TLSClientConfig.CAData
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(f.kubeletPort)))
 	if err != nil {
@@ -133,7 +137,7 @@ func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 	defer rt.Close()
 	ag, err := agent.Start(ctx, cs, agent.Config{
 		NodeName: f.nodeName, Runtime: rt, Dir: dir, Labels: labels, Taints: taints, Logger: logger,
-		KubeletPort: int32(ln.Addr().(*net.TCPAddr).Port),
+		KubeletPort: int32(ln.Addr().(*net.TCPAddr).Port), EventClient: evcs,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -65,6 +65,9 @@ type Config struct {
 	// Capacity overrides detected resources (cpu, memory,
 	// ephemeral-storage, pods=110, nvidia.com/gpu).
 	Capacity corev1.ResourceList
+	// EventClient writes events; nil means the agent's client. A separate
+	// client keeps events from using the rate limit of status writes.
+	EventClient kubernetes.Interface
 	// KubeletPort is reported in status.daemonEndpoints (where the API
 	// server reaches the agent for logs and exec).
 	KubeletPort int32

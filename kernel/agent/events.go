@@ -9,7 +9,6 @@ import (
 
 // Events the agent records on pods, as kubelet names them.
 const (
-	eventPulled    = "Pulled"
 	eventCreated   = "Created"
 	eventStarted   = "Started"
 	eventFailed    = "Failed"
@@ -21,8 +20,12 @@ const (
 // startEvents starts the event recorder (writes are asynchronous and
 // rate-limited by client-go's correlator, which also aggregates repeats).
 func (a *Agent) startEvents() {
+	client := a.cfg.EventClient
+	if client == nil {
+		client = a.client
+	}
 	a.events = record.NewBroadcaster()
-	a.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.client.CoreV1().Events("")})
+	a.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	a.recorder = a.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: a.cfg.NodeName})
 }
 

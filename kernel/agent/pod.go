@@ -352,7 +352,6 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 		w.a.event(pod, corev1.EventTypeWarning, eventFailed, "Error: %v", err)
 		return
 	}
-	w.a.event(pod, corev1.EventTypeNormal, eventPulled, "Container image %q already present on machine", c.Image)
 	if st, err := w.a.rt.State(spec.ID); err == nil && st.Reason == "StartError" {
 		w.a.event(pod, corev1.EventTypeWarning, eventFailed, "Error: %s", st.Message)
 	} else {

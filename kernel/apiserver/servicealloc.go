@@ -123,7 +123,8 @@ type serviceAllocator struct {
 	mu sync.Mutex
 	// live is true while the committed state follows the store.
 	live bool
-	// changed, when not nil, is closed at the next change of live.
+	// changed, when not nil, is closed at the next change of live or rev
+	// (created by waiters only).
 	changed chan struct{}
 	// rev is the watch progress: the committed state reflects every write
 	// up to rev.

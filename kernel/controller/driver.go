@@ -142,7 +142,7 @@ func (d *Driver) Add(r Registration) error {
 		switch w.Enqueue {
 		case hostapi.EnqueueSelf, hostapi.EnqueueGC:
 			c.self[w.Resource] = true
-		case hostapi.EnqueueOwner, hostapi.EnqueueNamespace, hostapi.EnqueueNone:
+		case hostapi.EnqueueOwner, hostapi.EnqueueNamespace, hostapi.EnqueueName, hostapi.EnqueueNone:
 		default:
 			return fmt.Errorf("controller %q: watch of %s: enqueue mode %q: %w", r.Name, w.Resource, w.Enqueue, errdefs.ErrInvalid)
 		}

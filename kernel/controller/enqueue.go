@@ -102,6 +102,8 @@ func (t *term) notify(info *resourceInfo, old, cur *object) {
 				t.enqueueOwners(c, q, old, cur)
 			case hostapi.EnqueueNamespace:
 				t.enqueueNamespace(c, q, obj.namespace)
+			case hostapi.EnqueueName:
+				t.enqueueName(c, q, obj)
 			case hostapi.EnqueueGC:
 				t.enqueueGC(q, info, old, cur)
 			}
@@ -150,6 +152,17 @@ func (t *term) enqueueNamespace(c *ctrl, q queue, namespace string) {
 		for _, nn := range cache.keys(ns) {
 			q.Add(key{res, nn[0], nn[1]})
 		}
+	}
+}
+
+// enqueueName enqueues the primaries of c named like obj.
+func (t *term) enqueueName(c *ctrl, q queue, obj *object) {
+	for res := range c.self {
+		ns := obj.namespace
+		if cache := t.caches[res]; cache != nil && !cache.info.namespaced {
+			ns = ""
+		}
+		q.Add(key{res, ns, obj.name})
 	}
 }
 

@@ -85,6 +85,10 @@ type pluginState struct {
 	stats  PluginStats
 	// skip: the plugin answered SchedStatusSkip to this attempt's filter.
 	skip bool
+	// buf, out and err serve parallel calls.
+	buf []byte
+	out []byte
+	err error
 }
 
 // PluginStats count one plugin's calls in a profile.
@@ -131,6 +135,10 @@ type Profile struct {
 	feasiblePos []int32
 	rejected    []rejection
 	totals      []int64
+	active      []*pluginState
+	alive       []bool
+	// parallel is how many plugins are called at once (1: in sequence).
+	parallel int
 }
 
 // rejection is one node's reasons.
@@ -145,7 +153,7 @@ func NewProfile(name string, plugins []PluginConfig) (*Profile, error) {
 	if name == "" {
 		return nil, fmt.Errorf("profile has no name: %w", errdefs.ErrInvalid)
 	}
-	p := &Profile{name: name, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+	p := &Profile{name: name, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), parallel: goruntime.GOMAXPROCS(0)}
 	seen := map[Plugin]*pluginState{}
 	for i, c := range plugins {
 		if c.Plugin == nil {
@@ -176,6 +184,12 @@ func NewProfile(name string, plugins []PluginConfig) (*Profile, error) {
 	}
 	return p, nil
 }
+
+// SetParallelism sets how many plugins are called at once: filters on the
+// same candidates (results combined in order, as if in sequence) and
+// scorers. 1 calls them one after the other, each filter on the previous
+// one's survivors. The default is GOMAXPROCS. Call it before scheduling.
+func (p *Profile) SetParallelism(n int) { p.parallel = max(n, 1) }
 
 // Stats returns the call statistics of the profile's plugins.
 func (p *Profile) Stats() []PluginStats {
@@ -247,16 +261,8 @@ func (p *Profile) Schedule(ctx context.Context, snap *Snapshot, pod *corev1.Pod,
 			p.pos = append(p.pos, int32(processed+i))
 		}
 		processed += k
-		for _, f := range p.filters {
-			if len(p.cands) == 0 {
-				break
-			}
-			if f.skip {
-				continue
-			}
-			if err := p.filter(ctx, snap, f); err != nil {
-				return res, err
-			}
+		if err := p.filterChunk(ctx, snap); err != nil {
+			return res, err
 		}
 		p.feasible = append(p.feasible, p.cands...)
 		p.feasiblePos = append(p.feasiblePos, p.pos...)
@@ -440,7 +446,7 @@ func (p *Profile) Warm(ctx context.Context, snap *Snapshot) error {
 
 // call sends one request with the changes st has not seen, resending on
 // a resync answer, and returns the response after its status byte.
-func (p *Profile) call(ctx context.Context, snap *Snapshot, st *pluginState, export string, cands []int32) ([]byte, error) {
+func (p *Profile) call(ctx context.Context, snap *Snapshot, st *pluginState, export string, cands []int32, buf *[]byte) ([]byte, error) {
 	if st.snap != snap {
 		st.snap, st.gen = snap, 0
 	}
@@ -450,7 +456,7 @@ func (p *Profile) call(ctx context.Context, snap *Snapshot, st *pluginState, exp
 		if base == 0 || d == nil {
 			base, d = 0, snap.full()
 		}
-		b := hostapi.AppendU64(p.buf[:0], base)
+		b := hostapi.AppendU64((*buf)[:0], base)
 		b = hostapi.AppendU64(b, snap.gen)
 		b = hostapi.AppendU32(b, d.nops)
 		b = append(b, d.ops...)
@@ -460,7 +466,7 @@ func (p *Profile) call(ctx context.Context, snap *Snapshot, st *pluginState, exp
 			b = hostapi.AppendU32(b, uint32(c))
 		}
 		if cap(b) <= 1<<20 {
-			p.buf = b
+			*buf = b
 		}
 		t0 := time.Now()
 		// Without cancellation: the plugin's own deadline bounds the
@@ -517,9 +523,92 @@ func (p *Profile) call(ctx context.Context, snap *Snapshot, st *pluginState, exp
 	return nil, fmt.Errorf("plugin %s: %s: keeps asking for a resync: %w", st.name, export, errdefs.ErrInvalid)
 }
 
+// filterChunk runs the filters over p.cands and keeps the survivors
+// there: one after the other, each on the previous one's survivors, or,
+// with parallelism, all at once on the whole chunk, combined in order (a
+// node's reasons are those of the first filter rejecting it, as in
+// sequence).
+func (p *Profile) filterChunk(ctx context.Context, snap *Snapshot) error {
+	active := p.active[:0]
+	for _, f := range p.filters {
+		if !f.skip {
+			active = append(active, f)
+		}
+	}
+	p.active = active
+	if p.parallel <= 1 || len(active) <= 1 {
+		for _, f := range active {
+			if len(p.cands) == 0 {
+				break
+			}
+			if err := p.filter(ctx, snap, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	p.fanOut(ctx, snap, hostapi.ExportFilter, active, p.cands)
+	n := len(p.cands)
+	if cap(p.alive) < n {
+		p.alive = make([]bool, n)
+	}
+	alive := p.alive[:n]
+	for i := range alive {
+		alive[i] = true
+	}
+	for _, st := range active {
+		if st.err == errSkip {
+			st.skip = true
+			continue
+		}
+		if st.err != nil {
+			return st.err
+		}
+		sets, codes, err := parseFilter(st, st.out, n)
+		if err != nil {
+			return err
+		}
+		if codes == nil {
+			continue
+		}
+		for i, c := range p.cands {
+			if code := codes.at(i); code != 0 && alive[i] {
+				alive[i] = false
+				p.rejected = append(p.rejected, rejection{node: c, reasons: sets[code-1]})
+			}
+		}
+	}
+	p.keep, p.keepPos = p.keep[:0], p.keepPos[:0]
+	for i, c := range p.cands {
+		if alive[i] {
+			p.keep = append(p.keep, c)
+			p.keepPos = append(p.keepPos, p.pos[i])
+		}
+	}
+	p.cands, p.keep = p.keep, p.cands
+	p.pos, p.keepPos = p.keepPos, p.pos
+	return nil
+}
+
+// fanOut calls export on every plugin of sts with cands, p.parallel at a
+// time, leaving each answer in st.out and st.err.
+func (p *Profile) fanOut(ctx context.Context, snap *Snapshot, export string, sts []*pluginState, cands []int32) {
+	sem := make(chan struct{}, p.parallel)
+	var wg sync.WaitGroup
+	for _, st := range sts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			st.out, st.err = p.call(ctx, snap, st, export, cands, &st.buf)
+		}()
+	}
+	wg.Wait()
+}
+
 // filter runs one filter over p.cands and keeps the survivors there.
 func (p *Profile) filter(ctx context.Context, snap *Snapshot, st *pluginState) error {
-	out, err := p.call(ctx, snap, st, hostapi.ExportFilter, p.cands)
+	out, err := p.call(ctx, snap, st, hostapi.ExportFilter, p.cands, &p.buf)
 	if err == errSkip {
 		st.skip = true
 		return nil
@@ -527,10 +616,37 @@ func (p *Profile) filter(ctx context.Context, snap *Snapshot, st *pluginState) e
 	if err != nil {
 		return err
 	}
+	sets, codes, err := parseFilter(st, out, len(p.cands))
+	if err != nil || codes == nil {
+		return err
+	}
+	p.keep, p.keepPos = p.keep[:0], p.keepPos[:0]
+	for i, c := range p.cands {
+		code := codes.at(i)
+		if code == 0 {
+			p.keep = append(p.keep, c)
+			p.keepPos = append(p.keepPos, p.pos[i])
+			continue
+		}
+		p.rejected = append(p.rejected, rejection{node: c, reasons: sets[code-1]})
+	}
+	p.cands, p.keep = p.keep, p.cands
+	p.pos, p.keepPos = p.keepPos, p.pos
+	return nil
+}
+
+// codes are a filter response's u16 codes, little-endian.
+type codes []byte
+
+func (c codes) at(i int) uint16 { return uint16(c[2*i]) | uint16(c[2*i+1])<<8 }
+
+// parseFilter splits a filter response into its reason sets and codes
+// (nil codes: every candidate passes), checking every code.
+func parseFilter(st *pluginState, out []byte, ncands int) ([][]string, codes, error) {
 	r := hostapi.NewSchedReader(out)
 	nsets := r.U32()
 	if uint64(nsets) > uint64(r.Remaining()) {
-		return badResponse(st, hostapi.ExportFilter)
+		return nil, nil, badResponse(st, hostapi.ExportFilter)
 	}
 	sets := make([][]string, nsets)
 	for i := range sets {
@@ -542,28 +658,19 @@ func (p *Profile) filter(ctx context.Context, snap *Snapshot, st *pluginState) e
 		sets[i] = set
 	}
 	n := int(r.U32())
-	if r.Err() != nil || (n != 0 && n != len(p.cands)) || r.Remaining() != 2*n {
-		return badResponse(st, hostapi.ExportFilter)
+	if r.Err() != nil || (n != 0 && n != ncands) || r.Remaining() != 2*n {
+		return nil, nil, badResponse(st, hostapi.ExportFilter)
 	}
 	if n == 0 {
-		return nil
+		return sets, nil, nil
 	}
-	p.keep, p.keepPos = p.keep[:0], p.keepPos[:0]
-	for i, c := range p.cands {
-		code := r.U16()
-		if code == 0 {
-			p.keep = append(p.keep, c)
-			p.keepPos = append(p.keepPos, p.pos[i])
-			continue
+	c := codes(r.Rest())
+	for i := range n {
+		if int(c.at(i)) > len(sets) {
+			return nil, nil, badResponse(st, hostapi.ExportFilter)
 		}
-		if int(code) > len(sets) {
-			return badResponse(st, hostapi.ExportFilter)
-		}
-		p.rejected = append(p.rejected, rejection{node: c, reasons: sets[code-1]})
 	}
-	p.cands, p.keep = p.keep, p.cands
-	p.pos, p.keepPos = p.keepPos, p.pos
-	return nil
+	return sets, c, nil
 }
 
 // errSkip: the plugin answered SchedStatusSkip.
@@ -585,8 +692,18 @@ func (p *Profile) score(ctx context.Context, snap *Snapshot, res *Result, trace 
 	if trace {
 		res.PluginScores = map[string]map[string]int64{}
 	}
+	parallel := p.parallel > 1 && len(p.scorers) > 1
+	if parallel {
+		p.fanOut(ctx, snap, hostapi.ExportScore, p.scorers, p.feasible)
+	}
 	for _, st := range p.scorers {
-		out, err := p.call(ctx, snap, st, hostapi.ExportScore, p.feasible)
+		var out []byte
+		var err error
+		if parallel {
+			out, err = st.out, st.err
+		} else {
+			out, err = p.call(ctx, snap, st, hostapi.ExportScore, p.feasible, &p.buf)
+		}
 		if err == errSkip {
 			if trace {
 				res.PluginScores[st.name] = map[string]int64{}
@@ -597,7 +714,8 @@ func (p *Profile) score(ctx context.Context, snap *Snapshot, res *Result, trace 
 			return err
 		}
 		r := hostapi.NewSchedReader(out)
-		if int(r.U32()) != n || r.Remaining() != 8*n {
+		k := int(r.U32())
+		if (k != n && k != 0) || r.Remaining() != 8*k {
 			return badResponse(st, hostapi.ExportScore)
 		}
 		var per map[string]int64
@@ -606,7 +724,10 @@ func (p *Profile) score(ctx context.Context, snap *Snapshot, res *Result, trace 
 			res.PluginScores[st.name] = per
 		}
 		for i := range n {
-			s := min(max(r.I64(), 0), hostapi.SchedMaxScore)
+			var s int64
+			if k != 0 {
+				s = min(max(r.I64(), 0), hostapi.SchedMaxScore)
+			}
 			p.totals[i] += s * st.weight
 			if per != nil {
 				per[snap.nodes[p.feasible[i]].name] = s

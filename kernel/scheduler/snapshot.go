@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"sort"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,8 +31,10 @@ type Snapshot struct {
 	gen     uint64
 	log     []change // log[i] has generation logBase+1+i
 	logBase uint64
-	// deltas caches encoded changes from a base to gen.
-	deltas map[uint64]*delta
+	// deltas caches encoded changes from a base to gen; deltaMu guards
+	// it (plugins may be called in parallel).
+	deltaMu sync.Mutex
+	deltas  map[uint64]*delta
 }
 
 type podKey struct{ namespace, name string }
@@ -252,6 +255,8 @@ func (s *Snapshot) PodNode(namespace, name string) string {
 // delta returns the encoded changes from base to the current generation,
 // or nil if base is older than the log (the caller sends the full table).
 func (s *Snapshot) delta(base uint64) *delta {
+	s.deltaMu.Lock()
+	defer s.deltaMu.Unlock()
 	if base < s.logBase || base > s.gen {
 		return nil
 	}
@@ -269,6 +274,8 @@ func (s *Snapshot) delta(base uint64) *delta {
 
 // full returns the whole table as changes from an empty one.
 func (s *Snapshot) full() *delta {
+	s.deltaMu.Lock()
+	defer s.deltaMu.Unlock()
 	if d := s.deltas[0]; d != nil {
 		return d
 	}

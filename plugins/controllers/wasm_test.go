@@ -20,7 +20,9 @@ import (
 	"github.com/tugboat-dev/tugboat/plugins/controllers/deployment/deployment"
 	"github.com/tugboat-dev/tugboat/plugins/controllers/endpoints/endpoints"
 	"github.com/tugboat-dev/tugboat/plugins/controllers/garbage-collector/gc"
+	"github.com/tugboat-dev/tugboat/plugins/controllers/job/job"
 	"github.com/tugboat-dev/tugboat/plugins/controllers/namespace/namespace"
+	"github.com/tugboat-dev/tugboat/plugins/controllers/node-lifecycle/nodelifecycle"
 	"github.com/tugboat-dev/tugboat/plugins/controllers/replicaset/replicaset"
 	"github.com/tugboat-dev/tugboat/runtime"
 	"github.com/tugboat-dev/tugboat/sdk"
@@ -64,6 +66,8 @@ func TestBuiltinControllersAsWasm(t *testing.T) {
 		{"garbage-collector", gc.Manifest(), gc.Spec(), "pods"},
 		{"namespace", namespace.Manifest(), namespace.Spec(), namespace.Namespaces},
 		{"endpoints", endpoints.Manifest(), endpoints.Spec(), endpoints.Services},
+		{"job", job.Manifest(), job.Spec(), job.Jobs},
+		{"node-lifecycle", nodelifecycle.Manifest(), nodelifecycle.Spec(), nodelifecycle.Nodes},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			p, err := e.Load(context.Background(), runtime.PluginConfig{Name: tc.dir, Path: plugintest.BuildWasm(t, tc.dir), Host: emptyHost{}})

@@ -33,12 +33,18 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
@@ -99,6 +105,8 @@ type container struct {
 	rec    record
 	cancel context.CancelFunc // ends the running module
 	exited chan struct{}      // closed once Exited
+	mem    *memoryMeter       // the instance's linear memory
+	tid    atomic.Int32       // the thread running the guest, 0 when none
 }
 
 // New opens (or creates) the runtime directory. Containers recorded as
@@ -187,7 +195,8 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 		r.mu.Unlock()
 		return fmt.Errorf("wasm runtime: container %s: %w", spec.ID, errdefs.ErrAlreadyExists)
 	}
-	c := &container{exited: make(chan struct{}), rec: record{ID: spec.ID, Labels: spec.Labels, Image: spec.Image}}
+	c := &container{exited: make(chan struct{}), mem: &memoryMeter{},
+		rec: record{ID: spec.ID, Labels: spec.Labels, Image: spec.Image, StartedAt: time.Now()}}
 	r.ctrs[spec.ID] = c
 	r.mu.Unlock()
 
@@ -209,9 +218,7 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 	}
 	log := &criLog{f: logf}
 
-	c.rec.StartedAt = time.Now()
-	wrt, mod, cfg, err := r.prepare(ctx, spec, root, log)
-	if err != nil {
+	startError := func(err error) error {
 		log.line("stderr", "tugboat wasm runtime: "+err.Error())
 		log.close()
 		r.mu.Lock()
@@ -225,7 +232,25 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 		r.notify(spec.ID)
 		return nil
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	wrt, mod, cfg, err := r.prepare(ctx, spec, root, log)
+	if err != nil {
+		return startError(err)
+	}
+	// Instantiate without running _start, so instantiation errors are
+	// start errors and Stats can see the instance's memory.
+	runCtx, cancel := context.WithCancel(experimental.WithMemoryAllocator(context.WithoutCancel(ctx), c.mem))
+	inst, err := wrt.InstantiateModule(runCtx, mod, cfg.WithStartFunctions())
+	var start api.Function
+	if err == nil {
+		if start = inst.ExportedFunction("_start"); start == nil {
+			err = errors.New("the module exports no _start function: not a WASI command")
+		}
+	}
+	if err != nil {
+		cancel()
+		wrt.Close(ctx)
+		return startError(fmt.Errorf("instantiate module: %w", err))
+	}
 	r.mu.Lock()
 	c.cancel = cancel
 	c.rec.Status = dataplane.Running
@@ -238,7 +263,13 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 	}
 	r.wg.Go(func() {
 		defer cancel()
-		_, err := wrt.InstantiateModule(runCtx, mod, cfg)
+		// The guest runs on this thread only: its CPU time is the
+		// container's (Stats).
+		goruntime.LockOSThread()
+		c.tid.Store(int32(unix.Gettid()))
+		_, err := start.Call(runCtx)
+		c.tid.Store(0)
+		goruntime.UnlockOSThread()
 		code, msg := exitOf(err, runCtx)
 		wrt.Close(context.Background())
 		log.close()

@@ -137,6 +137,7 @@ func TestExitCodes(t *testing.T) {
 		{"escape", dataplane.ContainerSpec{Image: "../outside.wasm"}, 128, "StartError", "outside the module directory"},
 		{"not-wasm", dataplane.ContainerSpec{Image: "/etc/hostname"}, 128, "StartError", "compile module"},
 		{"trap", dataplane.ContainerSpec{Image: writeFile(t, "trap.wasm", trapModule)}, 134, "Error", "unreachable"},
+		{"no-start", dataplane.ContainerSpec{Image: writeFile(t, "empty.wasm", trapModule[:8])}, 128, "StartError", "no _start"},
 	} {
 		t.Run(tc.id, func(t *testing.T) {
 			start(t, rt, dataplane.ContainerSpec{ID: tc.id, Image: tc.spec.Image, Command: tc.spec.Command})
@@ -234,6 +235,19 @@ func TestStopAndRemove(t *testing.T) {
 			if st, _ := rt.State(mode); st.Status != dataplane.Running {
 				t.Fatalf("state %+v, want running", st)
 			}
+			if use, err := rt.Stats(mode); err != nil || use.MemoryBytes == 0 {
+				t.Errorf("Stats = %+v %v, want the module's memory", use, err)
+			}
+			if mode == "spin" { // burns CPU until stopped
+				var use dataplane.Stats
+				for i := 0; i < 200 && use.CPU == 0; i++ {
+					use, _ = rt.Stats(mode)
+					time.Sleep(10 * time.Millisecond)
+				}
+				if use.CPU == 0 {
+					t.Errorf("a spinning module used no CPU time: %+v", use)
+				}
+			}
 			if err := rt.Stop(ctx, mode, 10*time.Second); err != nil {
 				t.Fatal(err)
 			}
@@ -252,6 +266,12 @@ func TestStopAndRemove(t *testing.T) {
 	}
 	if _, err := rt.State("gone"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("State after Remove: %v, want ErrNotFound", err)
+	}
+	if use, err := rt.Stats("loop"); err != nil || use != (dataplane.Stats{}) {
+		t.Errorf("Stats of an exited container = %+v %v, want zero", use, err)
+	}
+	if _, err := rt.Stats("gone"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("Stats after Remove: %v, want ErrNotFound", err)
 	}
 	if _, err := os.Stat(rt.LogPath("gone")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("log kept after Remove: %v", err)

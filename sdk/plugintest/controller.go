@@ -27,8 +27,9 @@ import (
 // resourceVersion and generation; update with the resourceVersion
 // precondition; merge and JSON patches; delete with preconditions,
 // finalizers and the orphan/foreground propagation finalizers), checking
-// the manifest's rules. List supports full label selectors and the field
-// selectors metadata.name, metadata.namespace and hostapi.FieldOwnerUID.
+// the manifest's rules. List supports full label selectors, equality field
+// selectors on string fields (metadata.name, spec.nodeName, ...) and
+// hostapi.FieldOwnerUID.
 // Safe for concurrent use.
 type Cluster struct {
 	mu     sync.Mutex
@@ -395,11 +396,6 @@ func (c *Cluster) list(req hostapi.ListRequest) ([][]byte, error) {
 		}
 		fields[strings.TrimSuffix(k, "=")] = strings.TrimPrefix(v, "=")
 	}
-	for k := range fields {
-		if k != "metadata.name" && k != "metadata.namespace" && k != hostapi.FieldOwnerUID {
-			return nil, fmt.Errorf("field %q: %w", k, errClusterInvalid)
-		}
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	resources := []string{req.Resource}
@@ -426,6 +422,9 @@ func (c *Cluster) list(req hostapi.ListRequest) ([][]byte, error) {
 			if uid, ok := fields[hostapi.FieldOwnerUID]; ok && !ownedBy(m, uid) {
 				continue
 			}
+			if !fieldsMatch(o, fields) {
+				continue
+			}
 			ls := labels.Set{}
 			lm, _ := m["labels"].(map[string]any)
 			for lk, lv := range lm {
@@ -439,6 +438,20 @@ func (c *Cluster) list(req hostapi.ListRequest) ([][]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// fieldsMatch compares the other field selector terms ("spec.nodeName=x")
+// with the object's string fields.
+func fieldsMatch(o map[string]any, fields map[string]string) bool {
+	for k, v := range fields {
+		if k == hostapi.FieldOwnerUID {
+			continue
+		}
+		if str(Path(o, strings.Split(k, ".")...)) != v {
+			return false
+		}
+	}
+	return true
 }
 
 func ownedBy(m map[string]any, uid string) bool {

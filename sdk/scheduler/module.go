@@ -61,6 +61,9 @@ func New(p any, m sdk.Manifest) (*Module, error) {
 	mod.hooks.node, _ = p.(NodeWatcher)
 	mod.hooks.pod, _ = p.(PodWatcher)
 	mod.hooks.reset, _ = p.(Resetter)
+	if r, ok := p.(RawNodes); ok {
+		mod.snap.keepRaw = r.RawNodes()
+	}
 	if n, ok := p.(Normalizer); ok {
 		mod.norm = n.Normalization()
 	}
@@ -344,6 +347,10 @@ func (m *Module) runScore() error {
 		DefaultNormalize(scores, true)
 	}
 	out := append(m.out[:0], hostapi.SchedStatusOK)
+	if !slices.ContainsFunc(scores, func(s int64) bool { return s != 0 }) {
+		m.out = hostapi.AppendU32(out, 0) // all zero
+		return nil
+	}
 	out = hostapi.AppendU32(out, uint32(n))
 	out = slices.Grow(out, 8*n)
 	at := len(out)
@@ -362,6 +369,10 @@ type FilterResult struct {
 	sets   [][]string
 	intern map[string]uint16
 	any    bool
+	// last is the last single reason and its code: filters reject many
+	// nodes with the same constant, compared by pointer and length.
+	last     string
+	lastCode uint16
 }
 
 func (r *FilterResult) reset(n int) {
@@ -376,6 +387,7 @@ func (r *FilterResult) reset(n int) {
 	}
 	clear(r.intern)
 	r.any = false
+	r.last, r.lastCode = "", 0
 }
 
 // Reject marks candidate i (an index into the nodes Filter got) as
@@ -385,6 +397,10 @@ func (r *FilterResult) reset(n int) {
 // the same candidate replaces the reasons.
 func (r *FilterResult) Reject(i int, reasons ...string) {
 	if i < 0 || i >= len(r.codes) {
+		return
+	}
+	if len(reasons) == 1 && r.lastCode != 0 && reasons[0] == r.last {
+		r.codes[i] = r.lastCode
 		return
 	}
 	if len(reasons) == 0 {
@@ -406,6 +422,9 @@ func (r *FilterResult) Reject(i int, reasons ...string) {
 	}
 	r.codes[i] = code
 	r.any = true
+	if len(reasons) == 1 && code != 0 {
+		r.last, r.lastCode = reasons[0], code
+	}
 }
 
 // RejectAll rejects every candidate with the same reasons.

@@ -146,7 +146,9 @@ type Node struct {
 	// order.
 	Pods []*PodInfo
 	// Raw is the Node JSON (a copy the table owns; replaced, never
-	// modified, when the node changes).
+	// modified, when the node changes). Only plugins that implement
+	// RawNodes get it; for others it is nil (the table is then a few KiB
+	// per node smaller).
 	Raw rawjson.Value
 	// Generation counts the node's changes (object or pods); a plugin may
 	// cache per-node results by it.
@@ -268,6 +270,12 @@ type NodeWatcher interface {
 type PodWatcher interface {
 	PodAdded(p *PodInfo)
 	PodRemoved(p *PodInfo)
+}
+
+// RawNodes is implemented by plugins that read Node.Raw (fields the
+// SDK does not decode).
+type RawNodes interface {
+	RawNodes() bool
 }
 
 // Resetter is implemented by plugins that keep indexes: Reset runs before

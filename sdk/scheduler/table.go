@@ -12,11 +12,12 @@ import (
 // pods bound or assumed to each. The SDK updates it before each call;
 // plugins only read it.
 type Snapshot struct {
-	nodes  []*Node // by index; nil for free indexes
-	byName map[string]*Node
-	pods   map[uint32]*PodInfo
-	count  int
-	gen    uint64
+	keepRaw bool    // the plugin wants Node.Raw
+	nodes   []*Node // by index; nil for free indexes
+	byName  map[string]*Node
+	pods    map[uint32]*PodInfo
+	count   int
+	gen     uint64
 }
 
 func newSnapshot() *Snapshot {
@@ -159,7 +160,9 @@ func (s *Snapshot) setNode(r *hostapi.SchedReader, h *hooks) error {
 	n.Allocatable = alloc
 	n.Unschedulable = flags&hostapi.SchedNodeUnschedulable != 0
 	n.Labels, n.Taints, n.Images = labels, taints, images
-	n.Raw = rawjson.Value(append([]byte(nil), raw...))
+	if s.keepRaw {
+		n.Raw = rawjson.Value(append([]byte(nil), raw...))
+	}
 	n.Generation++
 	if h.node != nil {
 		h.node.NodeChanged(old, n)

@@ -25,7 +25,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -245,6 +244,7 @@ func containerdID(id string) string {
 // StartError state.
 func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error {
 	ctx = r.ns(ctx)
+	cleanup := context.WithoutCancel(ctx) // undoing a half start must not be cancelled
 	if !validID(spec.ID) {
 		return fmt.Errorf("containerd runtime: container id %q: %w", spec.ID, errdefs.ErrInvalid)
 	}
@@ -253,12 +253,12 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 		r.mu.Unlock()
 		return fmt.Errorf("containerd runtime: container %s: %w", spec.ID, errdefs.ErrAlreadyExists)
 	}
-	c := &container{exited: make(chan struct{})}
+	c := &container{exited: make(chan struct{}),
+		rec: record{ID: spec.ID, CID: containerdID(spec.ID), Labels: spec.Labels, Image: spec.Image, Sandbox: sandboxKey(spec), TTY: spec.TTY}}
 	r.ctrs[spec.ID] = c
 	r.mu.Unlock()
 
 	dir := r.ctrDir(spec.ID)
-	c.rec = record{ID: spec.ID, CID: containerdID(spec.ID), Labels: spec.Labels, Image: spec.Image, Sandbox: sandboxKey(spec), TTY: spec.TTY}
 	fail := func(err error) error {
 		r.mu.Lock()
 		delete(r.ctrs, spec.ID)
@@ -272,45 +272,24 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 	if err := makeFIFOs(dir); err != nil {
 		return fail(err)
 	}
-	img, err := r.ensureImage(ctx, spec.Image, r.opts.PullPolicy)
+	ctr, err := r.create(ctx, c.rec, spec)
 	if err != nil {
-		return fail(err)
-	}
-	sb, err := r.ensureSandbox(ctx, c.rec.Sandbox, spec.Labels[labelPodName])
-	if err != nil {
-		return fail(err)
-	}
-	labels := maps.Clone(spec.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[labelManaged], labels[labelSandbox] = "container", c.rec.Sandbox
-	// A container left by an earlier runtime that lost its directory.
-	if old, err := r.client.LoadContainer(ctx, c.rec.CID); err == nil {
-		r.deleteContainer(ctx, old)
-	}
-	ctr, err := r.client.NewContainer(ctx, c.rec.CID,
-		client.WithImage(img),
-		client.WithSnapshotter(r.opts.Snapshotter),
-		client.WithNewSnapshot(c.rec.CID, img),
-		client.WithContainerLabels(labels),
-		client.WithNewSpec(r.specOpts(img, spec, sb)...))
-	if err != nil {
-		if cerrdefs.IsAlreadyExists(err) {
-			err = fmt.Errorf("%v: %w", err, errdefs.ErrAlreadyExists)
-		}
 		return fail(err)
 	}
 	pipe, err := openLogPipe(dir, r.LogPath(spec.ID))
 	if err != nil {
-		r.deleteContainer(ctx, ctr)
+		r.deleteContainer(cleanup, ctr)
 		return fail(err)
 	}
+	r.mu.Lock()
 	c.pipe = pipe
+	r.mu.Unlock()
 	startErr := func(err error) error {
-		r.deleteContainer(ctx, ctr)
-		pipe.finish()
+		r.deleteContainer(cleanup, ctr)
+		r.mu.Lock()
 		c.pipe = nil
+		r.mu.Unlock()
+		pipe.finish()
 		msg := runcMessage(err)
 		writeLogLine(r.LogPath(spec.ID), "stderr", "tugboat containerd runtime: "+msg)
 		r.mu.Lock()
@@ -330,23 +309,56 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 	}
 	exitCh, err := task.Wait(r.life)
 	if err != nil {
-		task.Delete(ctx, client.WithProcessKill)
+		task.Delete(cleanup, client.WithProcessKill)
 		return startErr(err)
 	}
+	started := time.Now()
 	if err := task.Start(ctx); err != nil {
-		task.Delete(ctx, client.WithProcessKill)
+		task.Delete(cleanup, client.WithProcessKill)
 		return startErr(err)
 	}
 	r.mu.Lock()
 	c.task = task
 	c.rec.Pid = int(task.Pid())
-	c.rec.Status, c.rec.StartedAt = dataplane.Running, time.Now()
+	c.rec.Status, c.rec.StartedAt = dataplane.Running, started
 	r.mu.Unlock()
 	if err := r.save(c); err != nil {
 		r.log.Warn("containerd runtime: save state", "container", spec.ID, "err", err)
 	}
 	r.watch(c, exitCh)
 	return nil
+}
+
+// create makes sure the image and the pod's sandbox are there and creates
+// the containerd container (with its snapshot and OCI spec).
+func (r *Runtime) create(ctx context.Context, rec record, spec dataplane.ContainerSpec) (client.Container, error) {
+	img, err := r.ensureImage(ctx, spec.Image, r.opts.PullPolicy)
+	if err != nil {
+		return nil, err
+	}
+	sb, err := r.ensureSandbox(ctx, rec.Sandbox, spec.Labels[labelPodName])
+	if err != nil {
+		return nil, err
+	}
+	labels := maps.Clone(spec.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[labelManaged], labels[labelSandbox] = "container", rec.Sandbox
+	// A container left by an earlier runtime that lost its directory.
+	if old, err := r.client.LoadContainer(ctx, rec.CID); err == nil {
+		r.deleteContainer(context.WithoutCancel(ctx), old)
+	}
+	ctr, err := r.client.NewContainer(ctx, rec.CID,
+		client.WithImage(img),
+		client.WithSnapshotter(r.opts.Snapshotter),
+		client.WithNewSnapshot(rec.CID, img),
+		client.WithContainerLabels(labels),
+		client.WithNewSpec(r.specOpts(img, spec, sb)...))
+	if cerrdefs.IsAlreadyExists(err) {
+		err = fmt.Errorf("%v: %w", err, errdefs.ErrAlreadyExists)
+	}
+	return ctr, err
 }
 
 // runcMessage shortens a task creation error to what runc said.
@@ -394,127 +406,6 @@ func (r *Runtime) specOpts(img client.Image, spec dataplane.ContainerSpec, sb *s
 	}
 	opts = append(opts, sb.joinOpts(r.opts.PodNetwork)...)
 	return opts
-}
-
-// watch waits for the container's exit in the background. A broken wait
-// (containerd restarted) is resumed on the reloaded task; a task that is
-// gone by then ended unseen (exit 137).
-func (r *Runtime) watch(c *container, exitCh <-chan client.ExitStatus) {
-	r.wg.Go(func() {
-		for {
-			select {
-			case st := <-exitCh:
-				if st.Error() == nil {
-					r.finish(c, st)
-					return
-				}
-				if r.life.Err() != nil {
-					return // closing: the next runtime watches
-				}
-				r.log.Warn("containerd runtime: wait for exit; retrying", "container", c.rec.ID, "err", st.Error())
-				select {
-				case <-time.After(time.Second):
-				case <-r.life.Done():
-					return
-				}
-				ch, gone := r.rewait(c)
-				if gone {
-					r.finish(c, exitStatus(137))
-					return
-				}
-				if ch != nil {
-					exitCh = ch
-				} else {
-					exitCh = brokenWait()
-				}
-			case <-r.life.Done():
-				return
-			}
-		}
-	})
-}
-
-// rewait reloads c's task and waits on it again; gone reports a task that
-// no longer exists.
-func (r *Runtime) rewait(c *container) (ch <-chan client.ExitStatus, gone bool) {
-	ctr, err := r.client.LoadContainer(r.life, c.rec.CID)
-	if cerrdefs.IsNotFound(err) {
-		return nil, true
-	}
-	if err != nil {
-		return nil, false
-	}
-	task, err := ctr.Task(r.life, fifoAttach(r.ctrDir(c.rec.ID), c.rec.TTY))
-	if cerrdefs.IsNotFound(err) {
-		return nil, true
-	}
-	if err != nil {
-		return nil, false
-	}
-	ch, err = task.Wait(r.life)
-	if err != nil {
-		return nil, false
-	}
-	r.mu.Lock()
-	if c.task != nil {
-		c.task = task
-	}
-	r.mu.Unlock()
-	return ch, false
-}
-
-// brokenWait is a wait that failed at once, to be retried.
-func brokenWait() <-chan client.ExitStatus {
-	ch := make(chan client.ExitStatus, 1)
-	ch <- *client.NewExitStatus(client.UnknownExitStatus, time.Time{}, errors.New("wait unavailable"))
-	return ch
-}
-
-// finish records c's exit and deletes its task.
-func (r *Runtime) finish(c *container, st client.ExitStatus) {
-	r.mu.Lock()
-	if c.rec.Status != dataplane.Running || c.finishing {
-		r.mu.Unlock()
-		return
-	}
-	c.finishing = true
-	task, pipe := c.task, c.pipe
-	c.task, c.pipe = nil, nil
-	r.mu.Unlock()
-	if pipe != nil {
-		pipe.finish()
-	}
-	code := int(st.ExitCode())
-	oom := code == 137 && r.oomKilled(c.rec.CID)
-	ctx := r.life
-	if task != nil {
-		if _, err := task.Delete(ctx); err != nil && !cerrdefs.IsNotFound(err) {
-			task.Delete(ctx, client.WithProcessKill)
-		}
-	}
-	r.mu.Lock()
-	c.rec.Status = dataplane.Exited
-	c.rec.FinishedAt = st.ExitTime()
-	if c.rec.FinishedAt.IsZero() || c.rec.FinishedAt.Before(c.rec.StartedAt) || c.rec.FinishedAt.Year() < 2000 {
-		c.rec.FinishedAt = time.Now()
-	}
-	c.rec.ExitCode, c.rec.OOM = code, oom
-	switch {
-	case oom:
-		c.rec.Reason = "OOMKilled"
-	case code == 0:
-		c.rec.Reason = "Completed"
-	default:
-		c.rec.Reason = "Error"
-	}
-	r.mu.Unlock()
-	// Saved before Stop and Remove see the exit, so Remove never races
-	// the state file.
-	if err := r.save(c); err != nil {
-		r.log.Warn("containerd runtime: save state", "container", c.rec.ID, "err", err)
-	}
-	close(c.exited)
-	r.notify(c.rec.ID)
 }
 
 func (r *Runtime) notify(id string) {
@@ -612,7 +503,9 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 	if err := r.Stop(ctx, id, 0); err != nil {
 		return err
 	}
-	ctx = r.ns(ctx)
+	// Once started, removal completes even if the caller gives up.
+	ctx, cancel := context.WithTimeout(r.ns(context.WithoutCancel(ctx)), time.Minute)
+	defer cancel()
 	if ctr, err := r.client.LoadContainer(ctx, c.rec.CID); err == nil {
 		if err := r.deleteContainer(ctx, ctr); err != nil {
 			return fmt.Errorf("containerd runtime: remove %s: %w", id, err)
@@ -658,98 +551,4 @@ func (r *Runtime) save(c *container) error {
 		return err
 	}
 	return os.Rename(p+".tmp", p)
-}
-
-// load adopts the containers recorded in the directory: running ones get
-// their task and FIFOs back, those that exited meanwhile are finished
-// with the exit status containerd kept.
-func (r *Runtime) load(ctx context.Context) error {
-	if err := r.loadSandboxes(ctx); err != nil {
-		return err
-	}
-	ents, err := os.ReadDir(r.opts.Dir)
-	if err != nil {
-		return fmt.Errorf("containerd runtime: %w", err)
-	}
-	for _, e := range ents {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(r.opts.Dir, e.Name(), "state.json"))
-		if err != nil {
-			os.RemoveAll(filepath.Join(r.opts.Dir, e.Name())) // never started
-			continue
-		}
-		c := &container{exited: make(chan struct{})}
-		if err := json.Unmarshal(b, &c.rec); err != nil || c.rec.ID != e.Name() {
-			r.log.Warn("containerd runtime: bad state file; forgetting the container", "container", e.Name(), "err", err)
-			continue
-		}
-		r.ctrs[c.rec.ID] = c
-		if c.rec.Status != dataplane.Running {
-			close(c.exited)
-			continue
-		}
-		if err := r.adopt(ctx, c); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// adopt reattaches a running container's task.
-func (r *Runtime) adopt(ctx context.Context, c *container) error {
-	id := c.rec.ID
-	ctr, err := r.client.LoadContainer(ctx, c.rec.CID)
-	if err != nil {
-		r.log.Warn("containerd runtime: container vanished", "container", id, "err", err)
-		r.finish(c, exitStatus(137))
-		return nil
-	}
-	task, err := ctr.Task(ctx, fifoAttach(r.ctrDir(id), c.rec.TTY))
-	if err != nil {
-		r.log.Warn("containerd runtime: task vanished", "container", id, "err", err)
-		r.finish(c, exitStatus(137))
-		return nil
-	}
-	pipe, err := openLogPipe(r.ctrDir(id), r.LogPath(id))
-	if err != nil {
-		return fmt.Errorf("containerd runtime: adopt %s: %w", id, err)
-	}
-	c.task, c.pipe = task, pipe
-	exitCh, err := task.Wait(r.life)
-	if err != nil {
-		r.finish(c, exitStatus(137))
-		return nil
-	}
-	r.watch(c, exitCh)
-	return nil
-}
-
-// exitStatus is an exit status for a container whose end was not seen.
-func exitStatus(code uint32) client.ExitStatus {
-	return *client.NewExitStatus(code, time.Now(), nil)
-}
-
-// oomKilled reports whether the container's cgroup hit its memory limit
-// (cgroup v1 memory.failcnt or v2 memory.events oom_kill).
-func (r *Runtime) oomKilled(id string) bool {
-	// containerd's default cgroup path is /<namespace>/<id>.
-	rel := filepath.Join(r.opts.Namespace, id)
-	if b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", rel, "memory.oom_control")); err == nil {
-		return hasNonZero(string(b), "oom_kill ")
-	}
-	if b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", rel, "memory.events")); err == nil {
-		return hasNonZero(string(b), "oom_kill ")
-	}
-	return false
-}
-
-func hasNonZero(s, key string) bool {
-	for _, l := range strings.Split(s, "\n") {
-		if v, ok := strings.CutPrefix(l, key); ok {
-			return strings.TrimSpace(v) != "0"
-		}
-	}
-	return false
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -453,5 +454,36 @@ func TestRemoveCleansContainerd(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) > 1 { // .pause stays
 		t.Errorf("runtime directory keeps %d entries", len(ents))
+	}
+}
+
+func TestTTY(t *testing.T) {
+	e := newEnv(t)
+	rt := e.fresh(t, nil)
+	ctx := context.Background()
+	// A container with a terminal: its output reaches the log as lines.
+	st, logs := run(t, rt, dataplane.ContainerSpec{ID: "tty", Image: containerdtest.BusyboxRef, TTY: true,
+		Command: []string{"sh", "-c", "[ -t 1 ] && echo on a terminal"}})
+	if st.ExitCode != 0 || !strings.Contains(logs, "stdout F on a terminal\n") {
+		t.Errorf("tty container: %+v\n%q", st, logs)
+	}
+	// exec -it: a terminal with input and output (busybox's stty cannot
+	// read the size here, so resizes are sent but not checked).
+	if err := rt.Start(ctx, dataplane.ContainerSpec{ID: "svc", Image: containerdtest.BusyboxRef, Command: []string{"sleep", "60"}}); err != nil {
+		t.Fatal(err)
+	}
+	resize := make(chan dataplane.TermSize, 1)
+	resize <- dataplane.TermSize{Width: 91, Height: 17}
+	var out bytes.Buffer
+	// Input typed on the terminal; stdin stays open (its end hangs the
+	// terminal up, as closing `kubectl exec -it` does).
+	stdin, typing := io.Pipe()
+	go typing.Write([]byte("typed\n"))
+	code, err := rt.Exec(ctx, "svc", dataplane.ExecSpec{Command: []string{"sh", "-c", "read line; [ -t 0 ] && [ -t 1 ] && echo got $line"},
+		TTY: true, Stdin: stdin, Stdout: &out, Resize: resize})
+	close(resize)
+	typing.Close()
+	if err != nil || code != 0 || !strings.Contains(out.String(), "got typed") {
+		t.Errorf("exec -t = %d %v %q, want the typed line echoed on a terminal", code, err, out.String())
 	}
 }

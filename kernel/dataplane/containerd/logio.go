@@ -89,7 +89,8 @@ func openLogPipe(dir, logPath string) (*logPipe, error) {
 					if errors.Is(err, bufio.ErrBufferFull) {
 						tag = "P"
 					}
-					p.write(stream, tag, strings.TrimSuffix(string(line), "\n"))
+					// A terminal ends lines with CRLF.
+					p.write(stream, tag, strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "\r"))
 				}
 				if err == nil || errors.Is(err, bufio.ErrBufferFull) {
 					continue

@@ -18,6 +18,7 @@ package exec
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -78,6 +79,7 @@ type record struct {
 	ProcStart  uint64            `json:"procStart,omitempty"` // /proc/<pid>/stat starttime
 	MountNS    bool              `json:"mountNS,omitempty"`
 	Symlinks   []string          `json:"symlinks,omitempty"`
+	Cgroups    []string          `json:"cgroups,omitempty"`
 	Status     dataplane.Status  `json:"status"`
 	StartedAt  time.Time         `json:"startedAt,omitzero"`
 	FinishedAt time.Time         `json:"finishedAt,omitzero"`
@@ -256,12 +258,20 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 	}
 	c.rec.Symlinks = symlinks
 	c.rec.MountNS = mountScript != ""
+	if r.root {
+		c.rec.Cgroups = cgroupDirs(spec.ID, spec)
+	}
+	setup := mountScript
+	if len(c.rec.Cgroups) > 0 {
+		setup = cgroupScript(c.rec.Cgroups) + cmp.Or(mountScript, "true")
+	}
 
 	if err := r.openFIFOs(c); err != nil {
+		removeCgroups(c.rec.Cgroups)
 		return fail(err)
 	}
 	args := append([]string{"-c", wrapper, "tugboat-exec", filepath.Join(dir, "out"), filepath.Join(dir, "err"),
-		filepath.Join(dir, "exit"), mountScript, path}, argv[1:]...)
+		filepath.Join(dir, "exit"), setup, path}, argv[1:]...)
 	cmd := osexec.Command("/bin/sh", args...)
 	cmd.Env = spec.Env
 	cmd.Dir = c.rec.WorkingDir
@@ -276,6 +286,7 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 	if err != nil {
 		r.mu.Unlock()
 		c.closeFIFOs()
+		removeCgroups(c.rec.Cgroups)
 		return fail(fmt.Errorf("exec runtime: start %s: %w", spec.ID, err))
 	}
 	c.rec.Pid = cmd.Process.Pid
@@ -513,6 +524,9 @@ func (r *Runtime) finish(c *container, code int) {
 	c.rec.Reason = "Completed"
 	if code != 0 {
 		c.rec.Reason = "Error"
+		if oomKilled(c.rec.Cgroups) {
+			c.rec.Reason = "OOMKilled"
+		}
 	}
 	close(c.exited)
 	r.mu.Unlock()
@@ -615,6 +629,7 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 	if err := r.Stop(ctx, id, 0); err != nil {
 		return err
 	}
+	removeCgroups(c.rec.Cgroups)
 	for _, l := range c.rec.Symlinks {
 		if fi, err := os.Lstat(l); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 			os.Remove(l)

@@ -2,6 +2,7 @@ package exec_test
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -90,5 +91,53 @@ func TestStats(t *testing.T) {
 			t.Fatalf("stats %+v: no CPU time or memory seen", st)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("cgroup limits need root")
+	}
+	rt, err := exec.New(exec.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		id, script string
+		code       int
+		reason     string
+	}{
+		{"fits", "exit 0", 0, "Completed"},
+		{"hog", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}", 137, "OOMKilled"},
+	} {
+		t.Run(tc.id, func(t *testing.T) {
+			err := rt.Start(ctx, dataplane.ContainerSpec{ID: tc.id, Command: []string{"/bin/sh", "-c", tc.script}, MemoryLimit: 32 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Remove(ctx, tc.id)
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				st, err := rt.State(tc.id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.Status == dataplane.Exited {
+					if tc.reason == "OOMKilled" && st.Reason == "Completed" {
+						t.Skip("no memory cgroup available here: the limit was not applied")
+					}
+					if st.ExitCode != tc.code || st.Reason != tc.reason {
+						t.Errorf("exit %d %q, want %d %q", st.ExitCode, st.Reason, tc.code, tc.reason)
+					}
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("container did not exit")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
 	}
 }
