@@ -68,7 +68,19 @@ func runControllers(args []string) error {
 	if err != nil {
 		return err
 	}
-	extra := []string{"--sim-nodes", fmt.Sprint(cfg.nodes), "--disable-agent", "--controllers-plugins-dir", plugins}
+	// Shortened node-lifecycle timings for the node failure measurement;
+	// the log settings are the ones startServer needs.
+	config := filepath.Join(tmp, "controllers.yaml")
+	if err := os.WriteFile(config, []byte(benchServerConfig+`controllers:
+  plugins:
+    - name: node-lifecycle
+      path: `+filepath.Join(plugins, "node-lifecycle.wasm")+`
+      settings: {"gracePeriod": "2s", "evictionTimeout": "1s"}
+`), 0o600); err != nil {
+		return err
+	}
+	extra := []string{"--config", config, "--sim-nodes", fmt.Sprint(cfg.nodes), "--disable-agent",
+		"--controllers-plugins-dir", plugins, "--sim-renew-interval", "500ms"}
 	if cfg.workers > 0 {
 		extra = append(extra, "--controllers-workers", fmt.Sprint(cfg.workers))
 	}
@@ -281,10 +293,51 @@ func benchDeployments(ctx context.Context, cfg controllersConfig, srv *serverPro
 	fmt.Printf("  pod startup p50 %v  p99 %v  max %v (watch ADDED -> Running)\n",
 		pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
 	fmt.Printf("  server CPU during the run %.2f s\n", cpu.Seconds())
-	fmt.Println("  node failure -> replacement: not measured (no node-lifecycle controller yet)")
+	if d, n, err := nodeFailure(ctx, cs, total); err != nil {
+		fmt.Printf("  node failure -> replacement: %v\n", err)
+	} else {
+		fmt.Printf("  node failure -> replacement: sim-0 stopped; its %d pods replaced and Running elsewhere after %v (grace 2s, eviction 1s, lease renew 500ms)\n", n, d.Round(time.Millisecond))
+	}
 	fmt.Printf("RESULT pods_running_s=%.2f pod_startup_p99_ms=%d controller_cpu_s=%.2f\n",
 		elapsed.Seconds(), pct(0.99).Milliseconds(), cpu.Seconds())
 	return nil
+}
+
+// nodeFailure stops sim-0's heartbeat and returns how long it took until
+// total pods run on the other nodes, and how many pods sim-0 had.
+func nodeFailure(ctx context.Context, cs kubernetes.Interface, total int) (time.Duration, int, error) {
+	count := func() (onFailed, elsewhere int, err error) {
+		l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, p := range l.Items {
+			switch {
+			case p.Spec.NodeName == "sim-0":
+				onFailed++
+			case p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil:
+				elsewhere++
+			}
+		}
+		return onFailed, elsewhere, nil
+	}
+	victims, _, err := count()
+	if err != nil {
+		return 0, 0, err
+	}
+	patch := []byte(`{"metadata":{"annotations":{"sim.tugboat.dev/stopped":"true"}}}`)
+	start := time.Now()
+	if _, err := cs.CoreV1().Nodes().Patch(ctx, "sim-0", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return 0, 0, err
+	}
+	for {
+		if _, elsewhere, err := count(); err == nil && elsewhere >= total {
+			return time.Since(start), victims, nil
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return 0, victims, fmt.Errorf("pods of the failed node not replaced: %w", err)
+		}
+	}
 }
 
 func benchDeployment(i, replicas int) *appsv1.Deployment {

@@ -186,3 +186,52 @@ func TestAgentJoinsAndServesLogs(t *testing.T) {
 		return apierrors.IsNotFound(err)
 	})
 }
+
+func TestAgentOptionParsing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fn   func() error
+		ok   bool
+	}{
+		{"taint with value", func() error { _, err := parseTaints([]string{"dedicated=gpu:NoSchedule"}); return err }, true},
+		{"taint without value", func() error { _, err := parseTaints([]string{"spot:PreferNoSchedule"}); return err }, true},
+		{"taint without effect", func() error { _, err := parseTaints([]string{"a=b"}); return err }, false},
+		{"taint bad effect", func() error { _, err := parseTaints([]string{"a=b:Sometimes"}); return err }, false},
+		{"label", func() error { _, err := parseLabels([]string{"disktype=ssd", "example.com/tier="}); return err }, true},
+		{"label without =", func() error { _, err := parseLabels([]string{"disktype"}); return err }, false},
+		{"label bad key", func() error { _, err := parseLabels([]string{"-x=1"}); return err }, false},
+		{"capacity", func() error {
+			_, err := parseResources([]string{"cpu=32", "memory=256Gi", "nvidia.com/gpu=8"})
+			return err
+		}, true},
+		{"capacity bad quantity", func() error { _, err := parseResources([]string{"cpu=lots"}); return err }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.fn(); (err == nil) != tc.ok {
+				t.Errorf("error %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+	taints, _ := parseTaints([]string{"dedicated=gpu:NoSchedule"})
+	if len(taints) != 1 || taints[0].Key != "dedicated" || taints[0].Value != "gpu" || taints[0].Effect != corev1.TaintEffectNoSchedule {
+		t.Errorf("parsed taints %+v", taints)
+	}
+	for _, tc := range []struct {
+		flags []string
+		key   string
+	}{
+		{[]string{"--runtime", "containerd"}, "runtime"},
+		{[]string{"--node-name", "Not_DNS"}, "node-name"},
+		{[]string{"--sim-nodes", "-1"}, "sim.nodes"},
+		{[]string{"--sim-exit-after", "0s"}, "sim.exit-after"},
+		{[]string{"--register-with-taints", "x"}, "register-with-taints"},
+	} {
+		t.Run(strings.Join(tc.flags, " "), func(t *testing.T) {
+			clearEnv(t)
+			_, err := loadConfig(parseFlags(t, tc.flags...))
+			if err == nil || !strings.Contains(err.Error(), tc.key) {
+				t.Errorf("loadConfig(%v) = %v, want an error naming %s", tc.flags, err, tc.key)
+			}
+		})
+	}
+}

@@ -70,7 +70,7 @@ func networkComponent() component {
 				Client:       cs,
 				ClusterCIDR:  env.Config.Network.clusterCIDR,
 				NodeMaskSize: int(env.Config.Network.NodeCIDRMaskSize),
-				Logger:       env.Logger.With("component", "podcidr"),
+				Logger:       env.Logger,
 			})
 			if err != nil {
 				return nil, err

@@ -59,6 +59,7 @@ type podWorker struct {
 	prepared bool
 	volumes  map[string]string // volume name -> host path
 	started  time.Time
+	wroteOn  string // resourceVersion the last status write replaced
 }
 
 func newPodWorker(a *Agent, pod *corev1.Pod) *podWorker {

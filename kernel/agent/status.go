@@ -218,11 +218,19 @@ func (w *podWorker) writeStatus(ctx context.Context, pod *corev1.Pod, status cor
 	if apiequality.Semantic.DeepEqual(normalize(pod.Status), normalize(status)) {
 		return nil
 	}
+	if pod.ResourceVersion == w.wroteOn {
+		// The cache has not caught up with the last write yet; its
+		// update event wakes the worker again.
+		return nil
+	}
 	p := pod.DeepCopy()
 	p.Status = status
 	_, err := w.a.client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
+	}
+	if err == nil {
+		w.wroteOn = pod.ResourceVersion
 	}
 	return err
 }

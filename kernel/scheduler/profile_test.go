@@ -382,3 +382,29 @@ func TestParallelMatchesSequence(t *testing.T) {
 		t.Fatalf("last pod: node %q message %q", last.Node, last.Message)
 	}
 }
+
+// TestSnapshotLogTrim: the change log keeps what active plugins still
+// need, is bounded, and a plugin further behind gets the full table.
+func TestSnapshotLogTrim(t *testing.T) {
+	snap := snapshotWith("a")
+	old := snap.Generation()
+	for i := range maxLog + 10 {
+		snap.SetPod(testPod(fmt.Sprintf("p%d", i%50), "a"))
+		snap.RemovePod("default", fmt.Sprintf("p%d", i%50))
+	}
+	recent := snap.Generation() - 5
+	snap.trim(old) // a plugin still at the start cannot pin the log forever
+	if len(snap.log) > maxLog {
+		t.Fatalf("log of %d changes, above the bound %d", len(snap.log), maxLog)
+	}
+	if snap.delta(old) != nil {
+		t.Fatal("a base older than the log got a delta instead of the full table")
+	}
+	if d := snap.delta(recent); d == nil || d.nops != 5 {
+		t.Fatalf("recent base: %+v, want 5 changes", d)
+	}
+	snap.trim(recent)
+	if d := snap.delta(recent); d == nil || d.nops != 5 || len(snap.log) != 5 {
+		t.Fatalf("after trimming to what plugins saw: log %d, delta %+v", len(snap.log), d)
+	}
+}

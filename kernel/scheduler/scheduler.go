@@ -279,6 +279,7 @@ func (s *Scheduler) loop(ctx context.Context) {
 		}
 		e, next := s.queue.pop(now)
 		if e == nil {
+			s.trim() // changes keep coming while no pod waits
 			wait := time.Hour
 			if !next.IsZero() {
 				wait = max(time.Until(next), time.Millisecond)

@@ -20,10 +20,8 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	osexec "os/exec"
@@ -279,13 +277,16 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 	if c.rec.MountNS {
 		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
 	}
+	// The pumps run before the command can write (or exit and be
+	// reaped).
+	r.startPumps(c)
 	// Hold the lock so the reaper cannot see the child before its pid is
-	// recorded.
+	// recorded, and the Running state is saved before any exit is.
 	r.mu.Lock()
 	err = cmd.Start()
 	if err != nil {
 		r.mu.Unlock()
-		c.closeFIFOs()
+		c.finishLogs()
 		removeCgroups(c.rec.Cgroups)
 		return fail(fmt.Errorf("exec runtime: start %s: %w", spec.ID, err))
 	}
@@ -293,10 +294,10 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 	c.rec.ProcStart = procStart(c.rec.Pid)
 	c.rec.Status = dataplane.Running
 	c.rec.StartedAt = time.Now()
+	err = r.saveLocked(c)
 	r.mu.Unlock()
 	cmd.Process.Release() // reaped by pid in reap
-	r.startPumps(c)
-	if err := r.save(c); err != nil {
+	if err != nil {
 		r.log.Warn("exec runtime: save state", "container", spec.ID, "err", err)
 	}
 	return nil
@@ -642,224 +643,4 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 		return fmt.Errorf("exec runtime: remove %s: %w", id, err)
 	}
 	return nil
-}
-
-// save writes c's record atomically.
-func (r *Runtime) save(c *container) error {
-	r.mu.Lock()
-	b, err := json.Marshal(c.rec)
-	r.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	p := filepath.Join(r.ctrDir(c.rec.ID), "state.json")
-	if err := os.WriteFile(p+".tmp", b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(p+".tmp", p)
-}
-
-// load adopts the containers recorded in the directory.
-func (r *Runtime) load() error {
-	ents, err := os.ReadDir(r.dir)
-	if err != nil {
-		return fmt.Errorf("exec runtime: %w", err)
-	}
-	for _, e := range ents {
-		if !e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(r.dir, e.Name(), "state.json"))
-		if err != nil {
-			os.RemoveAll(filepath.Join(r.dir, e.Name())) // never started
-			continue
-		}
-		c := &container{exited: make(chan struct{})}
-		if err := json.Unmarshal(b, &c.rec); err != nil || c.rec.ID != e.Name() {
-			r.log.Warn("exec runtime: bad state file; forgetting the container", "container", e.Name(), "err", err)
-			continue
-		}
-		r.ctrs[c.rec.ID] = c
-		if c.rec.Status != dataplane.Running {
-			close(c.exited)
-			continue
-		}
-		if c.rec.Pid == 0 {
-			continue // placeholder
-		}
-		if c.logf, err = os.OpenFile(r.LogPath(c.rec.ID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
-			return fmt.Errorf("exec runtime: log: %w", err)
-		}
-		if err := r.openFIFOs(c); err != nil {
-			return err
-		}
-		r.startPumps(c)
-		if code, done := r.exitOf(c); done {
-			c.rec.Status = dataplane.Running
-			r.finish(c, code)
-		}
-	}
-	return nil
-}
-
-// Exec implements dataplane.Runtime: the command runs with the
-// container's environment and working directory (in its mount namespace
-// when it has one).
-func (r *Runtime) Exec(ctx context.Context, id string, spec dataplane.ExecSpec) (int, error) {
-	c, err := r.get(id)
-	if err != nil {
-		return 0, err
-	}
-	r.mu.Lock()
-	rec := c.rec
-	r.mu.Unlock()
-	if rec.Status != dataplane.Running {
-		return 0, fmt.Errorf("exec runtime: container %s is not running: %w", id, errdefs.ErrInvalid)
-	}
-	if len(spec.Command) == 0 {
-		return 0, fmt.Errorf("exec runtime: empty command: %w", errdefs.ErrInvalid)
-	}
-	argv := spec.Command
-	if rec.MountNS && rec.Pid > 0 {
-		argv = append([]string{"nsenter", "-t", strconv.Itoa(rec.Pid), "-m", "--"}, argv...)
-	}
-	path, err := lookPath(argv[0], rec.Env, rec.WorkingDir)
-	if err != nil {
-		return 126, nil
-	}
-	cmd := osexec.CommandContext(ctx, path, argv[1:]...)
-	cmd.Env = rec.Env
-	cmd.Dir = rec.WorkingDir
-	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
-	cmd.WaitDelay = time.Second
-	var closeAfter []*os.File
-	defer func() {
-		for _, f := range closeAfter {
-			f.Close()
-		}
-	}()
-	if spec.TTY {
-		master, slave, err := openPTY()
-		if err != nil {
-			return 0, fmt.Errorf("exec runtime: exec in %s: %w", id, err)
-		}
-		closeAfter = append(closeAfter, master)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-		cmd.Cancel = func() error { return unix.Kill(cmd.Process.Pid, unix.SIGKILL) }
-		if spec.Stdin != nil {
-			go io.Copy(master, spec.Stdin)
-		}
-		copied := make(chan struct{})
-		if spec.Stdout != nil {
-			go func() {
-				defer close(copied)
-				io.Copy(spec.Stdout, master) // ends with EIO once the slave side is closed
-			}()
-		} else {
-			close(copied)
-		}
-		if spec.Resize != nil {
-			go func() {
-				for s := range spec.Resize {
-					resize(master, s)
-				}
-			}()
-		}
-		if err := cmd.Start(); err != nil {
-			slave.Close()
-			return 0, fmt.Errorf("exec runtime: exec in %s: %w", id, err)
-		}
-		slave.Close()
-		err = cmd.Wait()
-		select { // let the output drain
-		case <-copied:
-		case <-time.After(time.Second):
-		}
-	} else {
-		if spec.Stdin != nil {
-			// A pipe whose copier Wait does not wait for: an open
-			// stdin must not hold the exit back.
-			pr, pw, err := os.Pipe()
-			if err != nil {
-				return 0, fmt.Errorf("exec runtime: exec in %s: %w", id, err)
-			}
-			closeAfter = append(closeAfter, pw)
-			cmd.Stdin = pr
-			go func() {
-				io.Copy(pw, spec.Stdin)
-				pw.Close()
-			}()
-			err = cmd.Start()
-			pr.Close()
-			if err == nil {
-				err = cmd.Wait()
-			}
-		} else {
-			err = cmd.Run()
-		}
-	}
-	var ee *osexec.ExitError
-	switch {
-	case err == nil:
-		return 0, nil
-	case errors.As(err, &ee):
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), ctx.Err()
-		}
-		return ee.ExitCode(), nil
-	default:
-		return 0, fmt.Errorf("exec runtime: exec in %s: %w", id, err)
-	}
-}
-
-// procStart returns /proc/<pid>/stat's starttime (0 if pid is gone).
-func procStart(pid int) uint64 {
-	f := procStatFields(pid)
-	if len(f) < 20 {
-		return 0
-	}
-	n, _ := strconv.ParseUint(f[19], 10, 64)
-	return n
-}
-
-func zombie(pid int) bool {
-	f := procStatFields(pid)
-	return len(f) > 0 && f[0] == "Z"
-}
-
-// procStatFields returns the fields of /proc/<pid>/stat after the command
-// name (state first).
-func procStatFields(pid int) []string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return nil
-	}
-	return strings.Fields(string(b[i+1:]))
-}
-
-// KillAll kills every running container recorded under dir (a Runtime's
-// Options.Dir) without a Runtime: for tests and tools that must leave no
-// processes behind after a server was killed.
-func KillAll(dir string) {
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "state.json"))
-		if err != nil {
-			continue
-		}
-		var rec record
-		if json.Unmarshal(b, &rec) != nil || rec.Status != dataplane.Running || rec.Pid <= 0 {
-			continue
-		}
-		if procStart(rec.Pid) == rec.ProcStart {
-			unix.Kill(-rec.Pid, unix.SIGKILL)
-		}
-	}
 }
