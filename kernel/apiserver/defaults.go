@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"maps"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -276,6 +277,24 @@ func defaultReplicaSet(obj runtime.Object) {
 		rs.Spec.Replicas = ptr.To[int32](1)
 	}
 	defaultTemplate(&rs.Spec.Template)
+}
+
+// defaultReplicationController defaults replicas to 1 and, as Kubernetes
+// does, an empty selector (and empty labels) to the template's labels.
+func defaultReplicationController(obj runtime.Object) {
+	rc := obj.(*corev1.ReplicationController)
+	if rc.Spec.Replicas == nil {
+		rc.Spec.Replicas = ptr.To[int32](1)
+	}
+	if rc.Spec.Template != nil {
+		if len(rc.Spec.Selector) == 0 {
+			rc.Spec.Selector = maps.Clone(rc.Spec.Template.Labels)
+		}
+		if len(rc.Labels) == 0 {
+			rc.Labels = maps.Clone(rc.Spec.Template.Labels)
+		}
+		defaultTemplate(rc.Spec.Template)
+	}
 }
 
 func defaultStatefulSet(obj runtime.Object) {

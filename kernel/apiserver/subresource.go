@@ -15,7 +15,7 @@ import (
 )
 
 // The scale subresource reads and writes spec.replicas of deployments,
-// replicasets and statefulsets as an autoscaling/v1 Scale; the binding
+// replicasets, replicationcontrollers and statefulsets as an autoscaling/v1 Scale; the binding
 // subresource assigns a pod to a node; pods/log is served by the node
 // agent (nodeproxy.go).
 
@@ -31,6 +31,8 @@ func replicasOf(obj runtime.Object) (spec **int32, status int32, sel *metav1.Lab
 		return &o.Spec.Replicas, o.Status.Replicas, o.Spec.Selector, true
 	case *appsv1.StatefulSet:
 		return &o.Spec.Replicas, o.Status.Replicas, o.Spec.Selector, true
+	case *corev1.ReplicationController:
+		return &o.Spec.Replicas, o.Status.Replicas, &metav1.LabelSelector{MatchLabels: o.Spec.Selector}, true
 	}
 	return nil, 0, nil, false
 }

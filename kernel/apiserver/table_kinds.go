@@ -245,6 +245,25 @@ var replicaSetTable = &tableDef{
 	},
 }
 
+var replicationControllerTable = &tableDef{
+	columns: append([]metav1.TableColumnDefinition{
+		nameColumn,
+		col("Desired", "integer", "Replicas is the number of desired replicas.", 0),
+		col("Current", "integer", "Replicas is the most recently observed number of replicas.", 0),
+		col("Ready", "integer", "The number of ready replicas for this replication controller.", 0),
+		col("Age", "string", "CreationTimestamp is a timestamp representing the server time when this object was created.", 0),
+	}, workloadWideColumns...),
+	cells: func(obj runtime.Object, now time.Time) []any {
+		rc := obj.(*corev1.ReplicationController)
+		cells := []any{rc.Name, replicas(rc.Spec.Replicas), int64(rc.Status.Replicas), int64(rc.Status.ReadyReplicas), age(rc.CreationTimestamp, now)}
+		tmpl := rc.Spec.Template
+		if tmpl == nil {
+			tmpl = &corev1.PodTemplateSpec{}
+		}
+		return append(cells, templateCells(tmpl, &metav1.LabelSelector{MatchLabels: rc.Spec.Selector})...)
+	},
+}
+
 var statefulSetTable = &tableDef{
 	columns: append([]metav1.TableColumnDefinition{
 		nameColumn,

@@ -13,6 +13,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
@@ -147,6 +148,28 @@ func validateReplicaSet(obj runtime.Object) field.ErrorList {
 func validateReplicaSetUpdate(obj, old runtime.Object) field.ErrorList {
 	n, o := obj.(*appsv1.ReplicaSet), old.(*appsv1.ReplicaSet)
 	return immutable(n.Spec.Selector, o.Spec.Selector, field.NewPath("spec", "selector"))
+}
+
+func validateReplicationController(obj runtime.Object) field.ErrorList {
+	rc := obj.(*corev1.ReplicationController)
+	p := field.NewPath("spec")
+	errs := nonNegative(rc.Spec.Replicas, p.Child("replicas"))
+	if len(rc.Spec.Selector) == 0 {
+		errs = append(errs, field.Required(p.Child("selector"), ""))
+	} else {
+		errs = append(errs, metav1validation.ValidateLabels(rc.Spec.Selector, p.Child("selector"))...)
+	}
+	if rc.Spec.Template == nil {
+		return append(errs, field.Required(p.Child("template"), ""))
+	}
+	if len(rc.Spec.Selector) > 0 && !labels.SelectorFromSet(rc.Spec.Selector).Matches(labels.Set(rc.Spec.Template.Labels)) {
+		errs = append(errs, field.Invalid(p.Child("template", "metadata", "labels"), rc.Spec.Template.Labels, "`selector` does not match template `labels`"))
+	}
+	return append(errs, validateTemplate(rc.Spec.Template, p.Child("template"), corev1.RestartPolicyAlways)...)
+}
+
+func validateReplicationControllerUpdate(obj, old runtime.Object) field.ErrorList {
+	return validateReplicationController(obj)
 }
 
 func validateStatefulSet(obj runtime.Object) field.ErrorList {
