@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -133,6 +134,13 @@ type Store struct {
 	walCheck time.Time // when the committer last looked for removable segments
 	walRots  int       // the wal's rotations at that time
 
+	compactStaged int64 // highest compaction staged; committer-owned
+	// syncq carries written groups from the committer to the syncer, which
+	// makes them durable, publishes and answers them; inflight counts them.
+	syncq    chan synced
+	syncWG   sync.WaitGroup
+	inflight sync.WaitGroup
+
 	reqs     chan *request
 	closing  chan struct{}
 	closeMu  sync.RWMutex // held for reading while submitting, for writing by Close
@@ -165,6 +173,11 @@ func Open(opts Options) (*Store, error) {
 	if opts.InMemory {
 		bo.Dir, bo.ValueDir = "", ""
 	}
+	if !opts.InMemory {
+		if err := syncBadgerLogs(opts.Dir); err != nil {
+			return nil, err
+		}
+	}
 	db, err := bdb.OpenManaged(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open badger in %s: %w", opts.Dir, err)
@@ -175,6 +188,7 @@ func Open(opts Options) (*Store, error) {
 		db:      db,
 		leases:  lease.New(nil),
 		reqs:    make(chan *request, maxBatchOps),
+		syncq:   make(chan synced, 8),
 		closing: make(chan struct{}),
 	}
 	if !opts.InMemory {
@@ -184,6 +198,7 @@ func Open(opts Options) (*Store, error) {
 			return nil, err
 		}
 		s.wal = w
+		w.beforeRotate = s.inflight.Wait
 		if err := s.replay(records); err != nil {
 			w.close()
 			db.Close()
@@ -205,10 +220,40 @@ func Open(opts Options) (*Store, error) {
 	}, s.committed.Load(), s.compacted.Load())
 	s.commitWG.Add(1)
 	go s.commitLoop()
+	s.syncWG.Add(1)
+	go s.syncLoop()
 	s.bg.Add(2)
 	go s.leaseLoop()
 	go s.compactLoop()
 	return s, nil
+}
+
+// syncBadgerLogs fsyncs Badger's memtable and value logs before Badger
+// opens them. Badger is never synced on the write path, and after a kill -9
+// its logs may hold, in the page cache only, groups the write-ahead log did
+// not get to sync (they were never acknowledged, but Badger replays them and
+// the revision moves past them). Syncing them here makes that state
+// durable, so a later machine crash cannot take it back while newer groups
+// in the write-ahead log build on it.
+func syncBadgerLogs(dir string) error {
+	for _, pattern := range []string{"*.mem", "*.vlog"} {
+		names, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil {
+			return fmt.Errorf("sync badger logs: %w", err)
+		}
+		for _, name := range names {
+			f, err := os.OpenFile(name, os.O_RDWR, 0)
+			if err != nil {
+				return fmt.Errorf("sync badger logs: %w", err)
+			}
+			err = f.Sync()
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("sync badger logs: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // replay applies the groups in the write-ahead log to Badger again, each at
@@ -495,6 +540,7 @@ func (s *Store) Close() error {
 	s.closeMu.Unlock()
 	s.bg.Wait()
 	s.commitWG.Wait()
+	s.syncWG.Wait()
 	s.hub.Close()
 	var walErr error
 	if s.wal != nil {

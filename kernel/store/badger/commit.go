@@ -163,6 +163,7 @@ func (s *Store) revoke(ctx context.Context, id int64, expiry bool) error {
 // the group cannot take (a key already written in it) open the next group.
 func (s *Store) commitLoop() {
 	defer s.commitWG.Done()
+	defer close(s.syncq) // the syncer answers what is queued, then ends
 	var carry []*request
 	for {
 		batch := carry
@@ -270,6 +271,14 @@ func (s *Store) keys(r *request) []string {
 // them durable, publishes their events and answers them. It returns the
 // requests left for the next group.
 func (s *Store) commit(batch []*request) []*request {
+	if p := s.failed.Load(); p != nil {
+		// The syncer failed a sync: nothing more may be acknowledged.
+		for _, r := range batch {
+			r.err = fmt.Errorf("store failed earlier (%v): %w", *p, errdefs.ErrUnavailable)
+			close(r.done)
+		}
+		return nil
+	}
 	base := s.committed.Load()
 	g := &group{
 		s:       s,
@@ -312,16 +321,78 @@ func (s *Store) commit(batch []*request) []*request {
 		return nil
 	}
 	if g.compactTo > 0 {
-		// Readers see the new floor only once it is durable.
-		s.compacted.Store(g.compactTo)
-		s.hub.Compacted(g.compactTo)
-		s.db.SetDiscardTs(readTs(g.compactTo))
+		s.compactStaged = max(s.compactStaged, g.compactTo)
 	}
-	s.hub.Publish(g.events)
-	for _, r := range done {
-		close(r.done)
-	}
+	// The syncer makes the group durable, then publishes and answers it;
+	// meanwhile this goroutine stages the next group on top of it.
+	s.inflight.Add(1)
+	s.syncq <- synced{g: g, done: done}
 	return rest
+}
+
+// synced is a group written to the log and to Badger, waiting for its sync.
+type synced struct {
+	g    *group
+	done []*request
+}
+
+// syncLoop makes groups durable in order. One fdatasync covers every group
+// written before it, so groups that queued up while the disk was busy share
+// it. Only after the sync does a group become visible: its events are
+// published (reads happen at the published revision) and its requests are
+// answered.
+func (s *Store) syncLoop() {
+	defer s.syncWG.Done()
+	for first := range s.syncq {
+		batch := []synced{first}
+	drain:
+		for {
+			select {
+			case p, ok := <-s.syncq:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		var err error
+		if p := s.failed.Load(); p != nil {
+			err = *p
+		} else if s.wal != nil {
+			err = s.wal.sync()
+		} else {
+			err = s.db.Sync() // a no-op in memory
+		}
+		if err != nil {
+			err = fmt.Errorf("commit revisions up to %d: %w", batch[len(batch)-1].g.rev, err)
+			if s.failed.CompareAndSwap(nil, &err) {
+				s.log.Error("store write path failed; refusing further writes", "err", err)
+			}
+		}
+		for _, p := range batch {
+			if err != nil {
+				for _, r := range p.done {
+					r.err = fmt.Errorf("%w: %w", errdefs.ErrUnavailable, err)
+					close(r.done)
+				}
+				s.inflight.Done()
+				continue
+			}
+			if p.g.compactTo > 0 {
+				// Readers see the new floor only once it is durable.
+				s.compacted.Store(p.g.compactTo)
+				s.hub.Compacted(p.g.compactTo)
+				s.db.SetDiscardTs(readTs(p.g.compactTo))
+			}
+			s.hub.Publish(p.g.events)
+			for _, r := range p.done {
+				close(r.done)
+			}
+			s.inflight.Done()
+		}
+	}
 }
 
 // write commits the group's entries as one Badger transaction at the
@@ -354,11 +425,9 @@ func (s *Store) write(g *group, base int64) error {
 		}
 	}
 	if s.wal != nil {
-		if err := s.wal.append(ver, g.entries); err != nil {
+		if err := s.wal.write(ver, g.entries); err != nil {
 			return err
 		}
-	} else if err := s.db.Sync(); err != nil { // a no-op in memory
-		return err
 	}
 	if err := txn.CommitAt(ver, nil); err != nil {
 		return err
@@ -457,7 +526,7 @@ func (g *group) apply(r *request) error {
 	case opCompact:
 		// Checked here, where compactions are serialised, so the
 		// compacted revision only ever rises.
-		if r.ifRev <= max(g.s.compacted.Load(), g.compactTo) {
+		if r.ifRev <= max(g.s.compacted.Load(), g.s.compactStaged, g.compactTo) {
 			return nil
 		}
 		g.compactTo = r.ifRev

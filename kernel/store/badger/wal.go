@@ -49,9 +49,11 @@ type wal struct {
 	// rotations counts new segments, so the store knows when to look for
 	// removable ones.
 	rotations int
-	f         *os.File
-	off       int64 // write offset in f
-	size      int64 // size of f
+	// beforeRotate runs before a new segment replaces the current one.
+	beforeRotate func()
+	f            *os.File
+	off          int64 // write offset in f
+	size         int64 // size of f
 	// segments lists the segment files in order, the last being f, with
 	// the last version written to each.
 	segments []walSegment
@@ -209,13 +211,20 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// append makes one group durable: one write and one fdatasync.
-func (w *wal) append(version uint64, entries []entry) error {
+// write appends one group's record to the log without syncing it; sync
+// makes everything written so far durable. The committer writes and a
+// second goroutine syncs, so the next group is staged while the disk works
+// (beforeRotate, if set, must wait for that goroutine to finish its syncs:
+// a rotation closes the file it syncs).
+func (w *wal) write(version uint64, entries []entry) error {
 	size := walHeader + 12
 	for _, e := range entries {
 		size += 9 + len(e.key) + len(e.value)
 	}
 	if w.f == nil || w.off+int64(size) > w.size {
+		if w.beforeRotate != nil {
+			w.beforeRotate()
+		}
 		if err := w.rotate(version, size); err != nil {
 			return err
 		}
@@ -240,12 +249,29 @@ func (w *wal) append(version uint64, entries []entry) error {
 	if _, err := w.f.WriteAt(b, w.off); err != nil {
 		return fmt.Errorf("wal write: %w", err)
 	}
-	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
-		return fmt.Errorf("wal sync: %w", err)
-	}
 	w.off += int64(len(b))
 	w.segments[len(w.segments)-1].last = version
 	return nil
+}
+
+// sync makes every record written so far durable with one fdatasync.
+func (w *wal) sync() error {
+	if w.f == nil { // nothing written yet
+		return nil
+	}
+	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
+		return fmt.Errorf("wal sync: %w", err)
+	}
+	return nil
+}
+
+// append writes and syncs one group (tests and callers without a
+// pipeline).
+func (w *wal) append(version uint64, entries []entry) error {
+	if err := w.write(version, entries); err != nil {
+		return err
+	}
+	return w.sync()
 }
 
 // rotate starts a new segment whose first record has version first and
@@ -274,6 +300,12 @@ func (w *wal) rotate(first uint64, size int) error {
 		return err
 	}
 	if w.f != nil {
+		// Records written since the last sync must not be lost with the
+		// file handle.
+		if err := w.sync(); err != nil {
+			p.f.Close()
+			return err
+		}
 		w.f.Close()
 	}
 	fi, err := p.f.Stat()
