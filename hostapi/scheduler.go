@@ -103,6 +103,63 @@ import (
 //	SchedStatusError:       blob message (UTF-8). The host treats it like
 //	                        a trap: the pod's attempt fails and is retried.
 
+// # Relevance (optional, additive within ABI v1)
+//
+// A scheduler plugin may also export ExportSchedRelevance, () -> packed
+// result like ExportManifest, answering after configure:
+//
+//	u64 filterWhen  SchedWhen* bits: when the filter can reject a node
+//	u64 scoreWhen   SchedWhen* bits: when the scorer can tell nodes apart
+//
+// (further bytes are for later versions and ignored). The host calls the
+// entry point only for an attempt where at least one of the facts its
+// bits name holds; 0 means always (as for a module without the export),
+// and so does any bit the host does not know. A plugin that is not called
+// sees nothing of the attempt; the changes it missed come with its next
+// call (or, if the host's change log has moved past them, the full
+// table). The facts are generic properties of what the request carries
+// (the pod part, the node records, the bound-pod summaries), so the host
+// evaluates them without knowing any plugin's policy.
+
+// ExportSchedRelevance is the optional relevance entry point of scheduler
+// plugins.
+const ExportSchedRelevance = "tugboat_sched_relevance"
+
+// Facts a plugin's relevance names (SchedWhen*). Pod facts are about the
+// pod being scheduled; Node facts hold when at least one node of the
+// table has the property; BoundPod facts when at least one bound or
+// assumed pod has it.
+const (
+	SchedWhenPodNodeName     = 1 << 0 // spec.nodeName is set
+	SchedWhenPodNodeSelector = 1 << 1 // spec.nodeSelector is not empty
+	SchedWhenPodNodeAffinity = 1 << 2 // spec.affinity.nodeAffinity is set
+	SchedWhenPodPodAffinity  = 1 << 3 // spec.affinity.podAffinity or podAntiAffinity is set
+	SchedWhenPodSpread       = 1 << 4 // spec.topologySpreadConstraints is not empty
+	SchedWhenPodTolerations  = 1 << 5 // spec.tolerations is not empty
+	SchedWhenPodHostPorts    = 1 << 6 // a container asks for a host port
+
+	SchedWhenNodeUnschedulable = 1 << 16 // a node has spec.unschedulable
+	SchedWhenNodeTaints        = 1 << 17 // a node has spec.taints
+	SchedWhenNodeImages        = 1 << 18 // a node reports status.images
+
+	SchedWhenBoundPodAffinity = 1 << 24 // a bound pod has podAffinity or podAntiAffinity
+
+	// SchedWhenKnown are the facts this version of the ABI defines.
+	SchedWhenKnown = 1<<7 - 1 | 7<<16 | 1<<24
+)
+
+// # Input buffer reuse (optional, additive within ABI v1)
+
+// ExportInputReuse is an optional export, () -> i32, of any plugin: a
+// guest that exports it promises that the buffer ExportAlloc(size)
+// returned stays valid for inputs of up to size bytes, until its next
+// ExportAlloc call, whenever size is at most the number of bytes the
+// export returns. The host then writes later inputs that fit into that
+// buffer without calling ExportAlloc again (one guest call per entry
+// point call instead of two). A guest that exports nothing, or returns 0,
+// gets an ExportAlloc call before every input, as before.
+const ExportInputReuse = "tugboat_input_reuse"
+
 // SchedMaxScore is the highest score a scorer returns (kube-scheduler's
 // MaxNodeScore); the host multiplies it by the plugin's weight.
 const SchedMaxScore = 100

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,11 @@ type instance struct {
 	// broken is set when the instance must not be reused: it trapped,
 	// reached a deadline, was canceled or broke the ABI.
 	broken bool
+
+	// reuseMax is what the guest answered from hostapi.ExportInputReuse
+	// (0: none); inPtr and inCap name the guest's input buffer while the
+	// host may reuse it.
+	reuseMax, inPtr, inCap uint32
 
 	// Host-function state of the current call.
 	pending    []byte
@@ -206,11 +212,25 @@ func (in *instance) invoke(ctx context.Context, fn api.Function, input []byte, d
 	in.pending, in.hasPending = nil, false
 	var ptr uint32
 	if len(input) > 0 {
-		res, err := in.call(ctx, in.alloc, uint64(len(input)))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", hostapi.ExportAlloc, err)
+		if uint64(len(input)) <= uint64(in.inCap) {
+			ptr = in.inPtr
+		} else {
+			// With reuse, ask for room to grow into (a power of two,
+			// at least 4 KiB, within the guest's promise).
+			size := uint64(len(input))
+			if size <= uint64(in.reuseMax) {
+				size = min(max(4096, uint64(1)<<bits.Len64(size-1)), uint64(in.reuseMax))
+			}
+			res, err := in.call(ctx, in.alloc, size)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", hostapi.ExportAlloc, err)
+			}
+			ptr = uint32(res)
+			in.inPtr, in.inCap = 0, 0
+			if size <= uint64(in.reuseMax) {
+				in.inPtr, in.inCap = ptr, uint32(size)
+			}
 		}
-		ptr = uint32(res)
 		if !in.mem.Write(ptr, input) {
 			in.broken = true
 			return nil, fmt.Errorf("%s returned a buffer outside memory: %w", hostapi.ExportAlloc, errdefs.ErrInvalid)
@@ -248,4 +268,24 @@ func (in *instance) close(ctx context.Context) {
 	if in.mod != nil {
 		_ = in.mod.Close(context.WithoutCancel(ctx))
 	}
+}
+
+// readInputReuse asks a guest that exports hostapi.ExportInputReuse how
+// large an input buffer it keeps across calls.
+func (in *instance) readInputReuse(ctx context.Context) error {
+	fn := in.mod.ExportedFunction(hostapi.ExportInputReuse)
+	if fn == nil {
+		return nil
+	}
+	def := fn.Definition()
+	if len(def.ParamTypes()) != 0 || len(def.ResultTypes()) != 1 || def.ResultTypes()[0] != api.ValueTypeI32 {
+		return fmt.Errorf("export %s has signature %v -> %v, want () -> i32: %w",
+			hostapi.ExportInputReuse, def.ParamTypes(), def.ResultTypes(), errdefs.ErrInvalid)
+	}
+	v, err := in.run(ctx, fn, in.p.deadline(ctx))
+	if err != nil {
+		return fmt.Errorf("%s: %w", hostapi.ExportInputReuse, err)
+	}
+	in.reuseMax = uint32(max(int32(v), 0))
+	return nil
 }

@@ -67,6 +67,7 @@ type Plugin struct {
 	host        HostServices
 	compiled    wazero.CompiledModule
 	manifest    hostapi.Manifest
+	relevance   [2]uint64 // a scheduler plugin's filter and score relevance
 	grants      map[string]bool
 	output      *guestOutput
 	pool        *pool
@@ -119,6 +120,10 @@ func (e *Engine) load(ctx context.Context, cfg PluginConfig) (*Plugin, error) {
 		}
 	}
 	if err := p.configure(ctx, first); err != nil {
+		first.close(ctx)
+		return nil, err
+	}
+	if err := p.readRelevance(ctx, first); err != nil {
 		first.close(ctx)
 		return nil, err
 	}
@@ -238,6 +243,10 @@ func (p *Plugin) start(ctx context.Context) (*instance, error) {
 			in.close(ctx)
 			return nil, fmt.Errorf("_initialize: %w", err)
 		}
+	}
+	if err := in.readInputReuse(ctx); err != nil {
+		in.close(ctx)
+		return nil, err
 	}
 	return in, nil
 }

@@ -1,8 +1,12 @@
 package runtime
 
 import (
+	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
+
+	"github.com/tetratelabs/wazero/api"
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
@@ -11,7 +15,10 @@ import (
 
 // A loaded plugin is a scheduler plugin for the kernel's driver: its Call
 // runs hostapi's filter and score entry points.
-var _ kscheduler.Plugin = (*Plugin)(nil)
+var (
+	_ kscheduler.Plugin     = (*Plugin)(nil)
+	_ kscheduler.Relevancer = (*Plugin)(nil)
+)
 
 // DefaultSchedulerMemoryLimit is the memory limit SchedulerPluginConfig
 // suggests for scheduler plugins, which hold a table of every node.
@@ -47,4 +54,37 @@ func SchedulerPlugin(p *Plugin, weight int64) (kscheduler.PluginConfig, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// Relevance returns what a scheduler plugin's module answered from
+// hostapi.ExportSchedRelevance when it was loaded (after configure): the
+// hostapi.SchedWhen* facts for which its filter and its scorer are
+// called; 0 (always) for modules without the export.
+func (p *Plugin) Relevance() (filter, score uint64) { return p.relevance[0], p.relevance[1] }
+
+// readRelevance asks the configured first instance for its relevance, if
+// the module exports hostapi.ExportSchedRelevance. The answer depends on
+// the settings only, which every instance shares.
+func (p *Plugin) readRelevance(ctx context.Context, in *instance) error {
+	fn := in.function(hostapi.ExportSchedRelevance)
+	if fn == nil {
+		return nil
+	}
+	def := fn.Definition()
+	if len(def.ParamTypes()) != 0 || !slices.Equal(def.ResultTypes(), []api.ValueType{api.ValueTypeI64}) {
+		return fmt.Errorf("export %s has signature %v -> %v, want () -> i64: %w",
+			hostapi.ExportSchedRelevance, def.ParamTypes(), def.ResultTypes(), errdefs.ErrInvalid)
+	}
+	raw, err := in.invoke(ctx, fn, nil, p.deadline(ctx))
+	if err != nil {
+		return fmt.Errorf("%s: %w", hostapi.ExportSchedRelevance, err)
+	}
+	switch {
+	case len(raw) == 0:
+	case len(raw) < 16:
+		return fmt.Errorf("%s: answer of %d bytes, want at least 16: %w", hostapi.ExportSchedRelevance, len(raw), errdefs.ErrInvalid)
+	default:
+		p.relevance = [2]uint64{binary.LittleEndian.Uint64(raw), binary.LittleEndian.Uint64(raw[8:])}
+	}
+	return nil
 }

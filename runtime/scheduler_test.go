@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tugboat-dev/tugboat/hostapi"
 	kscheduler "github.com/tugboat-dev/tugboat/kernel/scheduler"
 	"github.com/tugboat-dev/tugboat/kernel/scheduler/schedtest"
 	"github.com/tugboat-dev/tugboat/plugins/scheduler/nodename/nodename"
@@ -307,4 +308,28 @@ func benchNodes() int {
 		return n
 	}
 	return 5000
+}
+
+// TestSchedulerRelevance: a Wasm plugin's relevance (read at load from
+// the module's export) is what the same plugin declares natively, and
+// the runtime honours it through kscheduler.Relevancer.
+func TestSchedulerRelevance(t *testing.T) {
+	wasm := wasmSchedPlugins(t)
+	native := nativeSchedPlugins(t)
+	for i, cfg := range wasm {
+		w, ok := cfg.Plugin.(kscheduler.Relevancer)
+		if !ok {
+			t.Fatalf("%s: *runtime.Plugin is not a Relevancer", cfg.Plugin.Name())
+		}
+		n := native[i].Plugin.(*sched.Module)
+		wf, ws := w.Relevance()
+		nf, ns := n.Relevance()
+		if wf != nf || ws != ns {
+			t.Errorf("%s: relevance as Wasm %#x/%#x, native %#x/%#x", cfg.Plugin.Name(), wf, ws, nf, ns)
+		}
+	}
+	// nodename is relevant only for pods naming a node.
+	if f, _ := wasm[1].Plugin.(kscheduler.Relevancer).Relevance(); f != hostapi.SchedWhenPodNodeName {
+		t.Errorf("nodename filter relevance %#x, want SchedWhenPodNodeName", f)
+	}
 }

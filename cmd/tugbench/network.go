@@ -51,9 +51,12 @@ func parseNetworkFlags(args []string) (networkConfig, error) {
 	fs.IntVar(&cfg.changes, "changes", 10, "one-endpoint changes synced incrementally per round")
 	fs.DurationVar(&cfg.duration, "duration", 2*time.Second, "measured time of each request-rate run")
 	fs.IntVar(&cfg.clients, "clients", 2, "concurrent request loops in the client pod")
-	backends := fs.String("backends", "legacy,nft", "iptables backends to measure; the first is the one RESULT reports")
+	backends := fs.String("backends", "", "iptables backends to measure, e.g. legacy,nft; the first is the one RESULT reports; empty means the one the proxy picks on a fresh node, then the other")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
+	}
+	if *backends == "" {
+		return cfg, validateNetworkConfig(cfg)
 	}
 	for b := range strings.SplitSeq(*backends, ",") {
 		if b = strings.TrimSpace(b); b != "legacy" && b != "nft" {
@@ -61,13 +64,17 @@ func parseNetworkFlags(args []string) (networkConfig, error) {
 		}
 		cfg.backends = append(cfg.backends, strings.TrimSpace(b))
 	}
+	return cfg, validateNetworkConfig(cfg)
+}
+
+func validateNetworkConfig(cfg networkConfig) error {
 	if cfg.services < 1 || cfg.endpoints < 1 || cfg.rounds < 1 || cfg.changes < 1 || cfg.clients < 1 || cfg.duration <= 0 {
-		return cfg, fmt.Errorf("all counts and the duration must be positive: %w", errdefs.ErrInvalid)
+		return fmt.Errorf("all counts and the duration must be positive: %w", errdefs.ErrInvalid)
 	}
 	if cfg.services > 60000 || cfg.endpoints > 250 {
-		return cfg, fmt.Errorf("at most 60000 services of at most 250 endpoints: %w", errdefs.ErrInvalid)
+		return fmt.Errorf("at most 60000 services of at most 250 endpoints: %w", errdefs.ErrInvalid)
 	}
-	return cfg, nil
+	return nil
 }
 
 func runNetwork(args []string) error {
@@ -77,6 +84,11 @@ func runNetwork(args []string) error {
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the network benchmark needs root (network namespaces, iptables): %w", errdefs.ErrUnavailable)
+	}
+	if len(cfg.backends) == 0 {
+		if cfg.backends, err = autoBackends(); err != nil {
+			return err
+		}
 	}
 	fulls, incs := map[string][]float64{}, map[string][]float64{}
 	var direct, viaVIP, directKeep, viaVIPKeep, nodeDirect, nodeVIP []float64
@@ -408,4 +420,27 @@ func requestLoop(to netip.AddrPort, deadline time.Time, keep bool) (int64, error
 		}
 	}
 	return n, nil
+}
+
+// autoBackends is the backend the proxy picks in a fresh namespace, then
+// the other.
+func autoBackends() ([]string, error) {
+	dir, err := os.MkdirTemp("", "tugbench-network-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	ns := filepath.Join(dir, "pick")
+	if err := bridge.NewNetNS(ns); err != nil {
+		return nil, err
+	}
+	defer bridge.DeleteNetNS(ns)
+	p, err := proxy.NewIptables(proxy.IptablesConfig{NetNS: ns, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	if p.Backend() == "nft" {
+		return []string{"nft", "legacy"}, nil
+	}
+	return []string{"legacy", "nft"}, nil
 }

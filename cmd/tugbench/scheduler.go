@@ -60,6 +60,7 @@ type schedConfig struct {
 	creators     int
 	without      string
 	offline      bool
+	parallel     int
 }
 
 func parseSchedFlags(args []string) (schedConfig, error) {
@@ -76,6 +77,7 @@ func parseSchedFlags(args []string) (schedConfig, error) {
 	fs.StringVar(&cfg.only, "only", "", "comma-separated runs to do (e.g. basic/wasm,basic/native); empty = all needed for RESULT")
 	fs.IntVar(&cfg.creators, "creators", 32, "concurrent clients creating the nodes and pods")
 	fs.BoolVar(&cfg.offline, "offline", false, "diagnostics: run the profile over a snapshot built in memory (no API server, no binding) and report CPU per pod")
+	fs.IntVar(&cfg.parallel, "parallel", 0, "plugins called at once per pod (Profile.SetParallelism); 0 = the driver's default")
 	fs.StringVar(&cfg.without, "without", "", "comma-separated .wasm files of built-ins to leave out (diagnostics)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -229,7 +231,7 @@ func runWorkload(ctx context.Context, cfg schedConfig, engine *wasmrt.Engine, tm
 	}); err != nil {
 		return run, fmt.Errorf("create pods: %w", err)
 	}
-	prof, closePlugins, err := benchProfile(ctx, engine, mode, cfg.pluginsDir, strings.Split(cfg.without, ","))
+	prof, closePlugins, err := benchProfile(ctx, engine, mode, cfg.pluginsDir, strings.Split(cfg.without, ","), cfg.parallel)
 	if err != nil {
 		return run, err
 	}
@@ -314,7 +316,7 @@ func runWorkload(ctx context.Context, cfg schedConfig, engine *wasmrt.Engine, tm
 // the plugins.
 func runOffline(ctx context.Context, cfg schedConfig, engine *wasmrt.Engine, _ string, w workload, mode string) (schedRun, error) {
 	run := schedRun{workload: w.name, mode: mode, pods: w.pods}
-	prof, closePlugins, err := benchProfile(ctx, engine, mode, cfg.pluginsDir, strings.Split(cfg.without, ","))
+	prof, closePlugins, err := benchProfile(ctx, engine, mode, cfg.pluginsDir, strings.Split(cfg.without, ","), cfg.parallel)
 	if err != nil {
 		return run, err
 	}
@@ -373,7 +375,7 @@ func printStats(prof *kscheduler.Profile) {
 
 // benchProfile builds the default profile from the built-ins, as Wasm
 // modules or linked natively.
-func benchProfile(ctx context.Context, engine *wasmrt.Engine, mode, dir string, without []string) (*kscheduler.Profile, func(), error) {
+func benchProfile(ctx context.Context, engine *wasmrt.Engine, mode, dir string, without []string, parallel int) (*kscheduler.Profile, func(), error) {
 	var cfgs []kscheduler.PluginConfig
 	var loaded []*wasmrt.Plugin
 	closeAll := func() {
@@ -423,6 +425,9 @@ func benchProfile(ctx context.Context, engine *wasmrt.Engine, mode, dir string, 
 	if err != nil {
 		closeAll()
 		return nil, nil, err
+	}
+	if parallel > 0 {
+		prof.SetParallelism(parallel)
 	}
 	return prof, closeAll, nil
 }

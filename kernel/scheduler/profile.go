@@ -33,6 +33,17 @@ type Plugin interface {
 	Call(ctx context.Context, export string, req []byte) ([]byte, error)
 }
 
+// Relevancer is implemented by plugins that declare when they are
+// relevant (hostapi's relevance section): each result is a set of
+// hostapi.SchedWhen* facts, 0 meaning always. The profile calls the
+// plugin's filter (score) only for attempts where one of the facts holds;
+// the changes it missed reach it with its next call. A *runtime.Plugin
+// answers what its module's hostapi.ExportSchedRelevance said at load, a
+// native *scheduler.Module what its plugin declares.
+type Relevancer interface {
+	Relevance() (filter, score uint64)
+}
+
 // PluginConfig places a plugin in a profile.
 type PluginConfig struct {
 	Plugin Plugin
@@ -80,9 +91,11 @@ type pluginState struct {
 	plugin Plugin
 	name   string
 	weight int64
-	snap   *Snapshot // the snapshot gen belongs to
-	gen    uint64    // 0: send the full table
-	stats  PluginStats
+	// filterWhen and scoreWhen are the plugin's relevance (0: always).
+	filterWhen, scoreWhen uint64
+	snap                  *Snapshot // the snapshot gen belongs to
+	gen                   uint64    // 0: send the full table
+	stats                 PluginStats
 	// skip: the plugin answered SchedStatusSkip to this attempt's filter.
 	skip bool
 	// buf, out and err serve parallel calls.
@@ -101,6 +114,9 @@ type PluginStats struct {
 	Nodes int64
 	// Skips counts the calls answered with "skip".
 	Skips int64
+	// Idle counts the calls not made because none of the facts of the
+	// plugin's relevance held for the attempt.
+	Idle int64
 	// Bytes counts the request bytes sent.
 	Bytes int64
 	// FullTime is the part of Time spent in calls that sent the full
@@ -136,7 +152,10 @@ type Profile struct {
 	rejected    []rejection
 	totals      []int64
 	active      []*pluginState
+	scoring     []*pluginState
 	alive       []bool
+	// facts are the hostapi.SchedWhen* facts of the current attempt.
+	facts uint64
 	// parallel is how many plugins are called at once (1: in sequence).
 	parallel int
 }
@@ -168,6 +187,9 @@ func NewProfile(name string, plugins []PluginConfig) (*Profile, error) {
 		st := seen[c.Plugin]
 		if st == nil {
 			st = &pluginState{plugin: c.Plugin, name: c.Plugin.Name()}
+			if r, ok := c.Plugin.(Relevancer); ok {
+				st.filterWhen, st.scoreWhen = r.Relevance()
+			}
 			seen[c.Plugin] = st
 			p.all = append(p.all, st)
 		}
@@ -243,8 +265,12 @@ func (p *Profile) Schedule(ctx context.Context, snap *Snapshot, pod *corev1.Pod,
 	start := p.next % n
 	p.feasible = p.feasible[:0]
 	p.rejected = p.rejected[:0]
+	p.facts = podFacts(pod) | snap.facts()
 	for _, f := range p.filters {
-		f.skip = false
+		f.skip = !relevant(f.filterWhen, p.facts)
+		if f.skip {
+			f.stats.Idle++
+		}
 	}
 	p.feasiblePos = p.feasiblePos[:0]
 	// A little more than needed in the first chunk: one node short would
@@ -398,10 +424,13 @@ func appendStringMap(b []byte, m map[string]string) []byte {
 }
 
 // Warm sends the full table of snap to every plugin of the profile that
-// has not seen it, with an empty pod and no candidates, so that the first
-// pods do not pay for it. Plugins are warmed in parallel (up to
-// GOMAXPROCS at once); a plugin that fails is reported and will get the
-// table with its next call.
+// has not seen it and may be called for the next pod, with an empty pod
+// and no candidates, so that the first pods do not pay for it. A plugin
+// whose relevance names only facts that do not hold now (none of the
+// cluster's, or only the pod's) is left for its first call to load, as it
+// may never be called. Plugins are warmed in parallel (up to GOMAXPROCS
+// at once); a plugin that fails is reported and will get the table with
+// its next call.
 func (p *Profile) Warm(ctx context.Context, snap *Snapshot) error {
 	d := snap.full()
 	b := hostapi.AppendU64(nil, 0)
@@ -413,8 +442,9 @@ func (p *Profile) Warm(ctx context.Context, snap *Snapshot) error {
 	sem := make(chan struct{}, goruntime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
 	errs := make([]error, len(p.all))
+	facts := snap.facts()
 	for i, st := range p.all {
-		if st.snap == snap && st.gen != 0 {
+		if st.snap == snap && st.gen != 0 || !p.mayCall(st, facts) {
 			continue
 		}
 		export := hostapi.ExportFilter
@@ -692,11 +722,22 @@ func (p *Profile) score(ctx context.Context, snap *Snapshot, res *Result, trace 
 	if trace {
 		res.PluginScores = map[string]map[string]int64{}
 	}
-	parallel := p.parallel > 1 && len(p.scorers) > 1
-	if parallel {
-		p.fanOut(ctx, snap, hostapi.ExportScore, p.scorers, p.feasible)
-	}
+	p.scoring = p.scoring[:0]
 	for _, st := range p.scorers {
+		if relevant(st.scoreWhen, p.facts) {
+			p.scoring = append(p.scoring, st)
+			continue
+		}
+		st.stats.Idle++
+		if trace {
+			res.PluginScores[st.name] = map[string]int64{}
+		}
+	}
+	parallel := p.parallel > 1 && len(p.scoring) > 1
+	if parallel {
+		p.fanOut(ctx, snap, hostapi.ExportScore, p.scoring, p.feasible)
+	}
+	for _, st := range p.scoring {
 		var out []byte
 		var err error
 		if parallel {
@@ -786,4 +827,55 @@ func fitMessage(numNodes int, rejected []rejection) string {
 		return msg + "."
 	}
 	return msg + ": " + strings.Join(hist, ", ") + "."
+}
+
+// mayCall reports whether st may be called for a pod while the cluster
+// has facts: it is used for something whose relevance is always, or names
+// a cluster fact that holds.
+func (p *Profile) mayCall(st *pluginState, facts uint64) bool {
+	return slices.Contains(p.filters, st) && relevant(st.filterWhen, facts) ||
+		slices.Contains(p.scorers, st) && relevant(st.scoreWhen, facts)
+}
+
+// relevant reports whether a plugin with relevance when must be called
+// for an attempt with facts: always for 0 or a fact this host does not
+// know, else when one of the facts holds.
+func relevant(when, facts uint64) bool {
+	return when == 0 || when&^hostapi.SchedWhenKnown != 0 || when&facts != 0
+}
+
+// podFacts returns the hostapi.SchedWhenPod* facts of pod.
+func podFacts(pod *corev1.Pod) uint64 {
+	var f uint64
+	spec := &pod.Spec
+	if spec.NodeName != "" {
+		f |= hostapi.SchedWhenPodNodeName
+	}
+	if len(spec.NodeSelector) > 0 {
+		f |= hostapi.SchedWhenPodNodeSelector
+	}
+	if a := spec.Affinity; a != nil {
+		if a.NodeAffinity != nil {
+			f |= hostapi.SchedWhenPodNodeAffinity
+		}
+		if a.PodAffinity != nil || a.PodAntiAffinity != nil {
+			f |= hostapi.SchedWhenPodPodAffinity
+		}
+	}
+	if len(spec.TopologySpreadConstraints) > 0 {
+		f |= hostapi.SchedWhenPodSpread
+	}
+	if len(spec.Tolerations) > 0 {
+		f |= hostapi.SchedWhenPodTolerations
+	}
+	for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+		for i := range cs {
+			for _, port := range cs[i].Ports {
+				if port.HostPort > 0 {
+					f |= hostapi.SchedWhenPodHostPorts
+				}
+			}
+		}
+	}
+	return f
 }

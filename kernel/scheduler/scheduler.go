@@ -155,8 +155,9 @@ func New(cfg Config) (*Scheduler, error) {
 	return s, nil
 }
 
-// Ready is closed once the caches have synced and every plugin has the
-// node table; pods are scheduled from then on.
+// Ready is closed once the caches have synced and every plugin that may
+// be called has the node table (Profile.Warm); pods are scheduled from
+// then on.
 func (s *Scheduler) Ready() <-chan struct{} { return s.ready }
 
 // Bound returns the number of bindings written so far.

@@ -28,6 +28,12 @@ type Snapshot struct {
 	orphans map[string]map[*podState]bool
 	nextID  uint32
 
+	// nodeFacts counts the nodes with each hostapi.SchedWhenNode* fact
+	// (by bit - 16); affinityPods the attached pods with pod (anti-)
+	// affinity (hostapi.SchedWhenBoundPodAffinity).
+	nodeFacts    [3]int
+	affinityPods int
+
 	gen     uint64
 	log     []change // log[i] has generation logBase+1+i
 	logBase uint64
@@ -44,6 +50,7 @@ type nodeState struct {
 	pos   int // position in order
 	name  string
 	rec   []byte // the SchedOpNodeSet record (without opcode)
+	facts uint64 // hostapi.SchedWhenNode* facts of the node
 	pods  []*podState
 }
 
@@ -55,6 +62,7 @@ type podState struct {
 	slot     int        // position in node.pods
 	rec      []byte     // the pod summary (after the node index)
 	req      requests
+	affinity bool // has podAffinity or podAntiAffinity
 }
 
 // change is one entry of the log.
@@ -106,10 +114,14 @@ func (s *Snapshot) SetNode(node *corev1.Node) bool {
 			return false
 		}
 		n.rec = rec
+		s.countNode(n.facts, -1)
+		n.facts = nodeFacts(node)
+		s.countNode(n.facts, 1)
 		s.record(change{op: hostapi.SchedOpNodeSet, node: n.index, rec: rec})
 		return true
 	}
-	n = &nodeState{name: node.Name, rec: rec}
+	n = &nodeState{name: node.Name, rec: rec, facts: nodeFacts(node)}
+	s.countNode(n.facts, 1)
 	if k := len(s.free); k > 0 {
 		n.index, s.free = s.free[k-1], s.free[:k-1]
 		s.nodes[n.index] = n
@@ -139,9 +151,13 @@ func (s *Snapshot) RemoveNode(name string) bool {
 	}
 	for _, p := range n.pods {
 		p.node, p.slot = nil, -1
+		if p.affinity {
+			s.affinityPods--
+		}
 		s.addOrphan(p)
 	}
 	n.pods = nil
+	s.countNode(n.facts, -1)
 	last := s.order[len(s.order)-1]
 	s.order[n.pos] = last
 	s.nodes[last].pos = n.pos
@@ -183,6 +199,8 @@ func (s *Snapshot) place(pod *corev1.Pod, node string, r *requests) {
 	}
 	s.unplace(p)
 	p.rec, p.req, p.nodeName = rec, *r, node
+	a := pod.Spec.Affinity
+	p.affinity = a != nil && (a.PodAffinity != nil || a.PodAntiAffinity != nil)
 	if n := s.byName[node]; n != nil {
 		s.attach(p, n)
 	} else {
@@ -217,6 +235,9 @@ func (s *Snapshot) attach(p *podState, n *nodeState) {
 	p.node = n
 	p.slot = len(n.pods)
 	n.pods = append(n.pods, p)
+	if p.affinity {
+		s.affinityPods++
+	}
 	s.record(change{op: hostapi.SchedOpPodAdd, node: n.index, id: p.id, rec: p.rec})
 }
 
@@ -229,6 +250,9 @@ func (s *Snapshot) detach(p *podState) {
 	n.pods[last] = nil
 	n.pods = n.pods[:last]
 	p.node, p.slot = nil, -1
+	if p.affinity {
+		s.affinityPods--
+	}
 	s.record(change{op: hostapi.SchedOpPodRemove, node: n.index, id: p.id})
 }
 
@@ -402,4 +426,43 @@ func podRecord(id uint32, pod *corev1.Pod, r *requests) []byte {
 		aff, _ = json.Marshal(a)
 	}
 	return hostapi.AppendBlob(b, aff)
+}
+
+// nodeFacts returns the hostapi.SchedWhenNode* facts of node.
+func nodeFacts(node *corev1.Node) uint64 {
+	var f uint64
+	if node.Spec.Unschedulable {
+		f |= hostapi.SchedWhenNodeUnschedulable
+	}
+	if len(node.Spec.Taints) > 0 {
+		f |= hostapi.SchedWhenNodeTaints
+	}
+	if len(node.Status.Images) > 0 {
+		f |= hostapi.SchedWhenNodeImages
+	}
+	return f
+}
+
+// countNode adds delta to the counts of the node facts f.
+func (s *Snapshot) countNode(f uint64, delta int) {
+	for i := range s.nodeFacts {
+		if f&(hostapi.SchedWhenNodeUnschedulable<<i) != 0 {
+			s.nodeFacts[i] += delta
+		}
+	}
+}
+
+// facts returns the hostapi.SchedWhenNode* and SchedWhenBoundPod* facts
+// that hold for the snapshot.
+func (s *Snapshot) facts() uint64 {
+	var f uint64
+	for i, c := range s.nodeFacts {
+		if c > 0 {
+			f |= hostapi.SchedWhenNodeUnschedulable << i
+		}
+	}
+	if s.affinityPods > 0 {
+		f |= hostapi.SchedWhenBoundPodAffinity
+	}
+	return f
 }

@@ -151,6 +151,8 @@ func (m *Module) Call(_ context.Context, export string, input []byte) ([]byte, e
 		return nil, nil
 	case hostapi.ExportFilter, hostapi.ExportScore:
 		return slices.Clone(m.Serve(export, input)), nil
+	case hostapi.ExportSchedRelevance:
+		return m.appendRelevance(nil), nil
 	}
 	return nil, errors.New("sdk: module " + m.manifest.Name + " has no export " + export)
 }

@@ -29,7 +29,8 @@ type IptablesConfig struct {
 	KeepRules bool
 	// Backend is "legacy" or "nft" (iptables' two kernel interfaces), or
 	// "" to pick like Kubernetes' iptables-wrapper: the one that already
-	// holds more rules in the namespace, legacy on a tie. The iptables,
+	// holds more rules in the namespace; on a tie the system iptables's
+	// backend (nft on current distributions), else legacy. The iptables,
 	// iptables-save and iptables-restore of that backend must be on PATH
 	// (the plain names serve if the backend-specific ones are missing).
 	Backend string
@@ -96,19 +97,27 @@ func (p *Iptables) Sync(ctx context.Context, services []*corev1.Service, endpoin
 	next := build(model, p.cfg.ClusterCIDR, p.applied)
 	have, want := diff(p.applied, next)
 	var b strings.Builder
+	noflush := true
 	if p.applied == nil {
-		staleNat, staleFilter, err := p.existingChains()
+		snap, err := p.tools.snapshot(p.cfg.NetNS)
 		if err != nil {
-			return err
+			return fmt.Errorf("list chains: %w", err)
 		}
-		payload(&b, "nat", nil, want.nat, staleNat)
-		payload(&b, "filter", nil, want.filter, staleFilter)
+		if snap["nat"].exclusive("nat") && snap["filter"].exclusive("filter") {
+			// Only our rules there: replace both tables (see exclusive.go).
+			fullPayload(&b, "nat", snap["nat"], want.nat)
+			fullPayload(&b, "filter", snap["filter"], want.filter)
+			noflush = false
+		} else {
+			payload(&b, "nat", nil, want.nat, managedOnly(snap["nat"].chains))
+			payload(&b, "filter", nil, want.filter, managedOnly(snap["filter"].chains))
+		}
 	} else {
 		payload(&b, "nat", have.nat, want.nat, nil)
 		payload(&b, "filter", have.filter, want.filter, nil)
 	}
 	if b.Len() > 0 {
-		if err := p.run(ctx, b.String()); err != nil {
+		if err := p.tools.restore(ctx, p.cfg.NetNS, b.String(), noflush); err != nil {
 			p.applied = nil
 			return err
 		}
@@ -138,28 +147,15 @@ func (p *Iptables) Close() error {
 	return p.tools.cleanup(p.cfg.NetNS)
 }
 
-func (p *Iptables) run(ctx context.Context, input string) error {
-	return p.tools.restore(ctx, p.cfg.NetNS, input)
-}
-
-// existingChains lists the managed chains present in the nat and filter
-// tables.
-func (p *Iptables) existingChains() (nat, filter []string, err error) {
-	all, err := p.tools.chains(p.cfg.NetNS)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, c := range all["nat"] {
+// managedOnly keeps the per-service chains of a chain list.
+func managedOnly(chains []string) []string {
+	var out []string
+	for _, c := range chains {
 		if managed(c) {
-			nat = append(nat, c)
+			out = append(out, c)
 		}
 	}
-	for _, c := range all["filter"] {
-		if managed(c) {
-			filter = append(filter, c)
-		}
-	}
-	return nat, filter, nil
+	return out
 }
 
 // ensureHooks puts the jumps into the proxy's chains first in the

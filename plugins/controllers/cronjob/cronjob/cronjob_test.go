@@ -2,6 +2,7 @@ package cronjob_test
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,8 +65,9 @@ func (f *fixture) jobs() []string {
 
 func (f *fixture) finish(name, condition string) {
 	f.t.Helper()
+	now := f.c.Now().Format(time.RFC3339)
 	f.c.Update(f.t, cronjob.Jobs, "default", name, func(j map[string]any) {
-		j["status"] = map[string]any{"startTime": f.c.Now().Format(time.RFC3339), "completionTime": f.c.Now().Format(time.RFC3339),
+		j["status"] = map[string]any{"startTime": now, "completionTime": now,
 			"conditions": []any{map[string]any{"type": condition, "status": "True"}}}
 	})
 }
@@ -86,7 +88,7 @@ func (f *fixture) status() map[string]any {
 // jobName is the name Kubernetes gives the Job scheduled at t.
 func jobName(t time.Time) string { return "tick-" + itoa(t.Unix()/60) }
 
-func itoa(n int64) string { return strings.TrimSpace(strings.Replace(time.Duration(n).String(), "ns", "", 1)) }
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func TestCronJobCreatesJobsOnSchedule(t *testing.T) {
 	f := newFixture(t, cronJob("*/5 * * * *", ""))

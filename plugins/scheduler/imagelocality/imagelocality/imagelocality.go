@@ -37,9 +37,10 @@ type Plugin struct {
 }
 
 var (
-	_ sched.Scorer      = (*Plugin)(nil)
-	_ sched.NodeWatcher = (*Plugin)(nil)
-	_ sched.Resetter    = (*Plugin)(nil)
+	_ sched.Scorer       = (*Plugin)(nil)
+	_ sched.ScoreSkipper = (*Plugin)(nil)
+	_ sched.NodeWatcher  = (*Plugin)(nil)
+	_ sched.Resetter     = (*Plugin)(nil)
 )
 
 // New returns a plugin with an empty index.
@@ -83,6 +84,24 @@ func NormalizedImageName(name string) string {
 		name += ":latest"
 	}
 	return name
+}
+
+// Relevance implements sched.Relevancer: only nodes that report images
+// can score.
+func (p *Plugin) Relevance() (filter, score sched.When) { return sched.Always, sched.WhenNodeImages }
+
+// SkipScore implements sched.ScoreSkipper: no node reports any of the
+// pod's images (or no node reports images at all), so every node scores 0.
+func (p *Plugin) SkipScore(_ *sched.Snapshot, pod *sched.Pod) bool {
+	if len(p.images) == 0 {
+		return true
+	}
+	for _, img := range pod.Images {
+		if len(p.images[NormalizedImageName(img)]) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Score implements sched.Scorer.

@@ -11,6 +11,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"testing"
 
@@ -27,10 +28,17 @@ import (
 // *scheduler.Module natively, a *runtime.Plugin as Wasm.
 type Caller = kscheduler.Plugin
 
-// profiles are the single-plugin profiles of one plugin.
+// profiles are the single-plugin profiles of one plugin: filter and score
+// call it for every attempt (its declared relevance hidden, so tests see
+// what the plugin itself answers), relevant honours the relevance like
+// the real driver.
 type profiles struct {
-	filter, score *kscheduler.Profile
+	filter, score                 *kscheduler.Profile
+	relevantFilter, relevantScore *kscheduler.Profile
 }
+
+// plain hides a plugin's relevance (kscheduler.Relevancer) from profiles.
+type plain struct{ kscheduler.Plugin }
 
 // Host holds the cluster and one pair of profiles per plugin (each profile
 // tracks what the plugin instance has seen). Not safe for concurrent use.
@@ -101,15 +109,23 @@ func (h *Host) profiles(t testing.TB, c Caller) *profiles {
 	if p := h.profs[c]; p != nil {
 		return p
 	}
-	f, err := kscheduler.NewProfile(kscheduler.DefaultSchedulerName, []kscheduler.PluginConfig{{Plugin: c, Filter: true}})
+	f, err := kscheduler.NewProfile(kscheduler.DefaultSchedulerName, []kscheduler.PluginConfig{{Plugin: plain{c}, Filter: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := kscheduler.NewProfile(kscheduler.DefaultSchedulerName, []kscheduler.PluginConfig{{Plugin: c, Score: true}})
+	s, err := kscheduler.NewProfile(kscheduler.DefaultSchedulerName, []kscheduler.PluginConfig{{Plugin: plain{c}, Score: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &profiles{filter: f, score: s}
+	rf, err := kscheduler.NewProfile(kscheduler.DefaultSchedulerName, []kscheduler.PluginConfig{{Plugin: c, Filter: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := kscheduler.NewProfile(kscheduler.DefaultSchedulerName, []kscheduler.PluginConfig{{Plugin: c, Score: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &profiles{filter: f, score: s, relevantFilter: rf, relevantScore: rs}
 	h.profs[c] = p
 	return p
 }
@@ -147,13 +163,18 @@ func (a *Attempt) Filter(t testing.TB, c Caller) map[string][]string {
 }
 
 // Score runs c's scorer over every node and returns its score (0..100)
-// per node.
+// per node (0 for every node when the scorer skipped the pod).
 func (a *Attempt) Score(t testing.TB, c Caller) map[string]int64 {
 	t.Helper()
 	res := a.run(t, a.h.profiles(t, c).score)
 	s, ok := res.PluginScores[c.Name()]
 	if !ok {
 		t.Fatalf("schedtest: no scores from %s (result %+v)", c.Name(), res)
+	}
+	if len(s) == 0 {
+		for name := range res.Scores {
+			s[name] = 0
+		}
 	}
 	return s
 }
@@ -186,4 +207,68 @@ func LoadWasm(t testing.TB, dir, settings string) *runtime.Plugin {
 	}
 	t.Cleanup(func() { _ = plug.Close(ctx) })
 	return plug
+}
+
+// SkippedFilter runs c's filter over every node (like Filter) and
+// reports whether c answered "skip".
+func (a *Attempt) SkippedFilter(t testing.TB, c Caller) bool {
+	t.Helper()
+	return a.skipped(t, a.h.profiles(t, c).filter)
+}
+
+// SkippedScore runs c's scorer over every node (like Score) and reports
+// whether c answered "skip".
+func (a *Attempt) SkippedScore(t testing.TB, c Caller) bool {
+	t.Helper()
+	return a.skipped(t, a.h.profiles(t, c).score)
+}
+
+func (a *Attempt) skipped(t testing.TB, prof *kscheduler.Profile) bool {
+	t.Helper()
+	before := prof.Stats()[0].Skips
+	a.run(t, prof)
+	return prof.Stats()[0].Skips > before
+}
+
+// CheckSkips checks a plugin's SkipFilter and SkipScore for one pod: that
+// they say what want says, and that skipping changes nothing — c (the
+// plugin) and ref (the same plugin without its skip methods) reject the
+// same nodes with the same reasons and give the same scores.
+func (a *Attempt) CheckSkips(t testing.TB, c, ref Caller, wantFilter, wantScore bool) {
+	t.Helper()
+	gotFilter, gotScore := a.SkippedFilter(t, c), a.SkippedScore(t, c)
+	if gotFilter != wantFilter || gotScore != wantScore {
+		t.Errorf("skipped filter %v, score %v; want %v, %v", gotFilter, gotScore, wantFilter, wantScore)
+	}
+	wantReasons, wantScores := a.Filter(t, ref), a.Score(t, ref)
+	if got := a.Filter(t, c); !reflect.DeepEqual(got, wantReasons) {
+		t.Errorf("filter with skip: %v; without: %v", got, wantReasons)
+	}
+	if got := a.Score(t, c); !reflect.DeepEqual(got, wantScores) {
+		t.Errorf("scores with skip: %v; without: %v", got, wantScores)
+	}
+	a.CheckRelevant(t, c, wantReasons, wantScores)
+}
+
+// CheckRelevant runs c as filter and scorer honouring its declared
+// relevance (kscheduler.Relevancer), as the driver does, and checks that
+// the nodes it rejects and its scores are wantReasons and wantScores (what
+// c gives when always called).
+func (a *Attempt) CheckRelevant(t testing.TB, c Caller, wantReasons map[string][]string, wantScores map[string]int64) {
+	t.Helper()
+	p := a.h.profiles(t, c)
+	reasons := a.run(t, p.relevantFilter).Reasons
+	if reasons == nil {
+		reasons = map[string][]string{}
+	}
+	if !reflect.DeepEqual(reasons, wantReasons) {
+		t.Errorf("filter honouring relevance: %v; always called: %v", reasons, wantReasons)
+	}
+	scores := a.run(t, p.relevantScore).PluginScores[c.Name()]
+	for name, want := range wantScores {
+		if scores[name] != want {
+			t.Errorf("scores honouring relevance: %v; always called: %v", scores, wantScores)
+			break
+		}
+	}
 }

@@ -77,12 +77,14 @@ type Plugin struct {
 }
 
 var (
-	_ sched.Filterer    = (*Plugin)(nil)
-	_ sched.Scorer      = (*Plugin)(nil)
-	_ sched.NodeWatcher = (*Plugin)(nil)
-	_ sched.PodWatcher  = (*Plugin)(nil)
-	_ sched.Resetter    = (*Plugin)(nil)
-	_ sched.Configurer  = (*Plugin)(nil)
+	_ sched.Filterer      = (*Plugin)(nil)
+	_ sched.Scorer        = (*Plugin)(nil)
+	_ sched.FilterSkipper = (*Plugin)(nil)
+	_ sched.ScoreSkipper  = (*Plugin)(nil)
+	_ sched.NodeWatcher   = (*Plugin)(nil)
+	_ sched.PodWatcher    = (*Plugin)(nil)
+	_ sched.Resetter      = (*Plugin)(nil)
+	_ sched.Configurer    = (*Plugin)(nil)
 )
 
 // New returns a plugin with kube-scheduler's defaults
@@ -299,6 +301,61 @@ func (p *Plugin) prepareFilter(pod *sched.Pod, a *attempt) {
 		a.anti = append(a.anti, p.counter(a.aff.RequiredAnti[i:i+1]))
 		a.antiTopos = append(a.antiTopos, p.state.Topology(a.aff.RequiredAnti[i].TopologyKey))
 	}
+}
+
+// Relevance implements sched.Relevancer: without pod (anti-)affinity on
+// the pod or on any bound pod there is nothing to check or score.
+func (p *Plugin) Relevance() (filter, score sched.When) {
+	w := sched.WhenPodPodAffinity | sched.WhenBoundPodAffinity
+	return w, w
+}
+
+// SkipFilter implements sched.FilterSkipper: the pod has no required
+// affinity or anti-affinity and no existing pod's required anti-affinity
+// selects it, so every node passes. A pod whose terms do not parse is not
+// skipped (Filter rejects it everywhere).
+func (p *Plugin) SkipFilter(_ *sched.Snapshot, pod *sched.Pod) bool {
+	if len(pod.Affinity) == 0 && len(p.anti) == 0 {
+		return true
+	}
+	a := p.attempt(pod)
+	if a.err != nil || a.aff.HasRequired() {
+		return false
+	}
+	if !a.filterReady {
+		p.prepareFilter(pod, a)
+	}
+	return len(a.blocking) == 0
+}
+
+// SkipScore implements sched.ScoreSkipper: the pod has no preferred terms
+// and no existing pod's term scores it, so every node scores the same.
+func (p *Plugin) SkipScore(_ *sched.Snapshot, pod *sched.Pod) bool {
+	if len(pod.Affinity) == 0 && len(p.scoring) == 0 {
+		return true
+	}
+	a := p.attempt(pod)
+	if a.err != nil {
+		return true // Filter rejected every node
+	}
+	if a.aff != nil && len(a.aff.PreferredAffinity)+len(a.aff.PreferredAnti) > 0 {
+		return false
+	}
+	for key, g := range p.scoring {
+		weight := g.weight
+		switch key[0] {
+		case kindHard:
+			weight = p.hardWeight
+		case kindPref, kindNeg:
+			if p.ignoreExisting {
+				continue
+			}
+		}
+		if weight != 0 && g.term.Matches(pod.Namespace, a.labels) {
+			return false
+		}
+	}
+	return true
 }
 
 // Filter implements sched.Filterer.

@@ -40,11 +40,13 @@ type Plugin struct {
 }
 
 var (
-	_ sched.Filterer    = (*Plugin)(nil)
-	_ sched.Scorer      = (*Plugin)(nil)
-	_ sched.NodeWatcher = (*Plugin)(nil)
-	_ sched.Resetter    = (*Plugin)(nil)
-	_ sched.Configurer  = (*Plugin)(nil)
+	_ sched.Filterer      = (*Plugin)(nil)
+	_ sched.Scorer        = (*Plugin)(nil)
+	_ sched.FilterSkipper = (*Plugin)(nil)
+	_ sched.ScoreSkipper  = (*Plugin)(nil)
+	_ sched.NodeWatcher   = (*Plugin)(nil)
+	_ sched.Resetter      = (*Plugin)(nil)
+	_ sched.Configurer    = (*Plugin)(nil)
 )
 
 // New returns a plugin with an empty node index.
@@ -176,6 +178,41 @@ func (p *Plugin) addedNodes() *cluster.Bits {
 		p.addedGen, p.addedOK = p.state.LabelGen(), true
 	}
 	return &p.addedSet
+}
+
+// Relevance implements sched.Relevancer: the filter matters for pods with
+// a nodeSelector or node affinity, the scorer for pods with node affinity
+// (both always with scheduler-enforced affinity).
+func (p *Plugin) Relevance() (filter, score sched.When) {
+	filter, score = sched.WhenPodNodeSelector|sched.WhenPodNodeAffinity, sched.WhenPodNodeAffinity
+	if p.added.HasTerms {
+		filter = sched.Always
+	}
+	if len(p.addedPref.Terms) > 0 {
+		score = sched.Always
+	}
+	return filter, score
+}
+
+// SkipFilter implements sched.FilterSkipper: without scheduler-enforced
+// affinity, a pod with neither a nodeSelector nor required node affinity
+// fits every node (kube-scheduler's PreFilter Skip).
+func (p *Plugin) SkipFilter(_ *sched.Snapshot, pod *sched.Pod) bool {
+	if p.added.HasTerms || len(pod.NodeSelector) > 0 {
+		return false
+	}
+	req, ok := pod.Affinity.Get("nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution")
+	return !ok || req.IsNull()
+}
+
+// SkipScore implements sched.ScoreSkipper: no preferred terms (the pod's
+// or scheduler-enforced) means no score (kube-scheduler's PreScore Skip).
+func (p *Plugin) SkipScore(_ *sched.Snapshot, pod *sched.Pod) bool {
+	if len(p.addedPref.Terms) > 0 {
+		return false
+	}
+	pref, ok := pod.Affinity.Get("nodeAffinity", "preferredDuringSchedulingIgnoredDuringExecution")
+	return !ok || pref.IsNull()
 }
 
 // Filter implements sched.Filterer: nodes outside the scheduler-enforced

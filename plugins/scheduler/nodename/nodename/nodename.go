@@ -19,6 +19,9 @@ func New() *Plugin { return &Plugin{} }
 // Manifest is the plugin's manifest.
 func Manifest() sdk.Manifest { return sdk.Manifest{Name: "NodeName"} }
 
+// Relevance implements sched.Relevancer: only pods naming a node.
+func (*Plugin) Relevance() (filter, score sched.When) { return sched.WhenPodNodeName, sched.Always }
+
 // SkipFilter: a pod without spec.nodeName fits everywhere.
 func (*Plugin) SkipFilter(_ *sched.Snapshot, pod *sched.Pod) bool { return pod.NodeName == "" }
 

@@ -40,6 +40,11 @@ func (p *Plugin) NodeChanged(old, cur *sched.Node) {
 	}
 }
 
+// Relevance implements sched.Relevancer: only while a node is cordoned.
+func (p *Plugin) Relevance() (filter, score sched.When) {
+	return sched.WhenNodeUnschedulable, sched.Always
+}
+
 // SkipFilter: nothing is cordoned, or the pod tolerates cordons.
 func (p *Plugin) SkipFilter(_ *sched.Snapshot, pod *sched.Pod) bool {
 	if p.cordoned == 0 {

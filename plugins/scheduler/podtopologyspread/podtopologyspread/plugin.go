@@ -31,11 +31,13 @@ type Plugin struct {
 }
 
 var (
-	_ sched.Filterer    = (*Plugin)(nil)
-	_ sched.Scorer      = (*Plugin)(nil)
-	_ sched.NodeWatcher = (*Plugin)(nil)
-	_ sched.PodWatcher  = (*Plugin)(nil)
-	_ sched.Resetter    = (*Plugin)(nil)
+	_ sched.Filterer      = (*Plugin)(nil)
+	_ sched.Scorer        = (*Plugin)(nil)
+	_ sched.FilterSkipper = (*Plugin)(nil)
+	_ sched.ScoreSkipper  = (*Plugin)(nil)
+	_ sched.NodeWatcher   = (*Plugin)(nil)
+	_ sched.PodWatcher    = (*Plugin)(nil)
+	_ sched.Resetter      = (*Plugin)(nil)
 )
 
 // New returns a plugin with an empty table.
@@ -285,6 +287,34 @@ func (p *Plugin) prepareFilter(s *sched.Snapshot, pod *sched.Pod, a *attempt) {
 		}
 		a.counts[k], a.minMatch[k] = counts, lo
 	}
+}
+
+// Relevance implements sched.Relevancer: only pods with constraints
+// (there are no cluster-level default constraints).
+func (p *Plugin) Relevance() (filter, score sched.When) {
+	return sched.WhenPodSpread, sched.WhenPodSpread
+}
+
+// SkipFilter implements sched.FilterSkipper: a pod without hard
+// constraints (DoNotSchedule) fits every node as far as spreading goes.
+// A pod whose constraints do not parse is not skipped (Filter rejects it
+// everywhere). There are no cluster-level default constraints.
+func (p *Plugin) SkipFilter(s *sched.Snapshot, pod *sched.Pod) bool {
+	if len(pod.TopologySpreadConstraints) == 0 {
+		return true
+	}
+	a := p.attempt(s, pod)
+	return a.err == nil && len(a.hard) == 0
+}
+
+// SkipScore implements sched.ScoreSkipper: no soft constraints
+// (ScheduleAnyway), no score.
+func (p *Plugin) SkipScore(s *sched.Snapshot, pod *sched.Pod) bool {
+	if len(pod.TopologySpreadConstraints) == 0 {
+		return true
+	}
+	a := p.attempt(s, pod)
+	return a.err != nil || len(a.soft) == 0
 }
 
 // Filter implements sched.Filterer.

@@ -65,6 +65,11 @@ func kinds(n *sched.Node) (hard, soft int) {
 	return hard, soft
 }
 
+// Relevance implements sched.Relevancer: only while some node has taints.
+func (p *Plugin) Relevance() (filter, score sched.When) {
+	return sched.WhenNodeTaints, sched.WhenNodeTaints
+}
+
 // SkipFilter: no node has a hard taint.
 func (p *Plugin) SkipFilter(*sched.Snapshot, *sched.Pod) bool { return p.hard == 0 }
 

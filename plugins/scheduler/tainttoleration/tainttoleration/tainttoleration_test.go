@@ -75,16 +75,22 @@ spec:
 	}
 }
 
-// TestSkips: with no tainted node the plugin skips both phases.
+// TestSkips: with no tainted node the plugin is not relevant (the driver
+// does not call it) and, asked anyway, skips both phases.
 func TestSkips(t *testing.T) {
-	mod, err := sched.New(tainttoleration.New(), tainttoleration.Manifest())
+	p := tainttoleration.New()
+	mod, err := sched.New(p, tainttoleration.Manifest())
 	if err != nil {
 		t.Fatal(err)
 	}
 	prof := schedtest.Profile(t, kscheduler.PluginConfig{Plugin: mod, Filter: true, Score: true})
 	c := schedtest.New().AddNodes(t, `{metadata: {name: a}, status: {allocatable: {pods: "10"}}}`)
 	c.Schedule(t, prof, `{metadata: {name: p}, spec: {containers: [{name: c, image: i}]}}`)
-	if st := prof.Stats()[0]; st.Skips != 2 {
-		t.Fatalf("%d of %d calls skipped, want both", st.Skips, st.FilterCalls+st.ScoreCalls)
+	if st := prof.Stats()[0]; st.Idle != 2 || st.FilterCalls+st.ScoreCalls != 0 {
+		t.Fatalf("%d calls, %d not made; want none made", st.FilterCalls+st.ScoreCalls, st.Idle)
+	}
+	// Warm gave the plugin the table: it has no taint to check.
+	if !p.SkipFilter(mod.Snapshot(), nil) || !p.SkipScore(mod.Snapshot(), nil) {
+		t.Fatal("SkipFilter or SkipScore false without tainted nodes")
 	}
 }

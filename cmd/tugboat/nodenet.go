@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/tugboat-dev/tugboat/kernel/network/dns"
+	"github.com/tugboat-dev/tugboat/kernel/network/proxy"
+)
+
+// Proxy modes (config key proxy-mode).
+const (
+	proxyIptables  = "iptables"
+	proxyUserspace = "userspace"
+	proxyNone      = "none"
+)
+
+// nodeNetworkConfig configures the per-node network services: the Service
+// proxy and the cluster DNS server. The server runs them for its own node;
+// `tugboat agent` runs them for a joined node.
+type nodeNetworkConfig struct {
+	// Client watches Services and EndpointSlices (the node's credentials
+	// may read them); required.
+	Client kubernetes.Interface
+	// ProxyMode is proxyIptables, proxyUserspace or proxyNone.
+	ProxyMode string
+	// NodePortAddress is where the userspace proxy serves node ports; an
+	// invalid Addr serves none.
+	NodePortAddress netip.Addr
+	// ClusterCIDR is the pod range (iptables mode masquerades traffic to
+	// cluster IPs from outside it).
+	ClusterCIDR netip.Prefix
+	// NetNS is the network namespace the iptables proxy programs; "" is
+	// the process's own.
+	NetNS string
+	// DNSListen is the DNS server's UDP and TCP address ("" runs none).
+	DNSListen string
+	// DNSForward are the upstream servers (ip:port) for names outside the
+	// cluster zone; none means those are refused.
+	DNSForward []string
+	Logger     *slog.Logger
+}
+
+// nodeNetwork is a running proxy and DNS server.
+type nodeNetwork struct {
+	userspace *proxy.Userspace
+	dns       *dns.Server
+	stop      func()
+}
+
+// startNodeNetwork starts the Service proxy and the DNS server and returns
+// once the DNS server answers (so DNSAddr is known). Stop ends both.
+func startNodeNetwork(ctx context.Context, cfg nodeNetworkConfig) (*nodeNetwork, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &nodeNetwork{}
+	ctx, cancel := context.WithCancel(ctx)
+	var waits []chan struct{}
+	n.stop = func() {
+		cancel()
+		for _, w := range waits {
+			<-w
+		}
+	}
+	run := func(name string, f func(context.Context) error) <-chan error {
+		done := make(chan struct{})
+		errc := make(chan error, 1)
+		waits = append(waits, done)
+		go func() {
+			defer close(done)
+			err := f(ctx)
+			if err != nil && ctx.Err() == nil {
+				cfg.Logger.Error(name+" stopped", "err", err)
+			}
+			errc <- err
+		}()
+		return errc
+	}
+
+	var syncer proxy.Syncer
+	var closeProxy func() error
+	switch cfg.ProxyMode {
+	case proxyIptables:
+		p, err := proxy.NewIptables(proxy.IptablesConfig{NetNS: cfg.NetNS, ClusterCIDR: cfg.ClusterCIDR, Logger: cfg.Logger})
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		syncer, closeProxy = p, p.Close
+		cfg.Logger.Info("service proxy", "mode", proxyIptables, "backend", p.Backend())
+	case proxyUserspace:
+		p := proxy.NewUserspace(proxy.UserspaceConfig{NodeIP: cfg.NodePortAddress, Logger: cfg.Logger})
+		n.userspace = p
+		syncer, closeProxy = p, p.Close
+		cfg.Logger.Info("service proxy", "mode", proxyUserspace, "node_ports", cfg.NodePortAddress)
+	case proxyNone, "":
+	default:
+		cancel()
+		return nil, fmt.Errorf("proxy mode %q: want %s, %s or %s", cfg.ProxyMode, proxyIptables, proxyUserspace, proxyNone)
+	}
+	if syncer != nil {
+		run("service proxy", func(ctx context.Context) error {
+			err := proxy.Run(ctx, proxy.RunConfig{Client: cfg.Client, Logger: cfg.Logger}, syncer)
+			if cerr := closeProxy(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("close proxy: %w", cerr))
+			}
+			return err
+		})
+	}
+
+	if cfg.DNSListen != "" {
+		srv, err := dns.New(dns.Config{Client: cfg.Client, Addr: cfg.DNSListen, Upstreams: cfg.DNSForward, Logger: cfg.Logger})
+		if err != nil {
+			n.stop()
+			return nil, err
+		}
+		n.dns = srv
+		errc := run("cluster DNS", srv.Run)
+		select {
+		case <-srv.Ready():
+			cfg.Logger.Info("cluster DNS serving", "addr", srv.Addr(), "forward", cfg.DNSForward)
+		case err := <-errc:
+			n.stop()
+			if err == nil {
+				err = ctx.Err()
+			}
+			return nil, fmt.Errorf("cluster DNS: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// Stop ends the proxy (removing its iptables rules) and the DNS server,
+// and waits for them.
+func (n *nodeNetwork) Stop() { n.stop() }
+
+// DNSAddr is the DNS server's address ("" if none runs): the nameserver
+// to give the node's pods.
+func (n *nodeNetwork) DNSAddr() string {
+	if n.dns == nil {
+		return ""
+	}
+	return n.dns.Addr()
+}
+
+// ServiceAddr is where a userspace proxy serves service port portName of
+// namespace/name for this node's pods (cluster IPs are not routable
+// without iptables), e.g. for <SVC>_SERVICE_HOST/_PORT variables; false
+// in other modes or for unknown ports.
+func (n *nodeNetwork) ServiceAddr(namespace, name, portName string) (netip.AddrPort, bool) {
+	if n.userspace == nil {
+		return netip.AddrPort{}, false
+	}
+	return n.userspace.Addr(namespace, name, portName)
+}
