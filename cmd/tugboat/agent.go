@@ -166,8 +166,9 @@ func startNodes(ctx context.Context, env componentEnv) (func(), error) {
 		sims = append(sims, c)
 		return nil
 	}
+	var local http.Handler
 	if !a.DisableAgent && a.Runtime == "exec" {
-		stopLocal, err := startLocalAgent(ctx, env)
+		stopLocal, err := startLocalAgent(ctx, env, &local)
 		if err != nil {
 			return nil, err
 		}
@@ -176,6 +177,10 @@ func startNodes(ctx context.Context, env componentEnv) (func(), error) {
 			stopLocal()
 			prev()
 		}
+	}
+	if err := connectNodes(env, a.NodeName, local); err != nil {
+		stop()
+		return nil, err
 	}
 	if !a.DisableAgent && a.Runtime == "sim" {
 		labels, _ := parseLabels(a.NodeLabels)
@@ -270,7 +275,7 @@ func nodeUser(name string) apiserver.User {
 
 // startLocalAgent runs this machine's node on the exec runtime, in
 // process, with its state under <data-dir>/agent.
-func startLocalAgent(ctx context.Context, env componentEnv) (func(), error) {
+func startLocalAgent(ctx context.Context, env componentEnv, local *http.Handler) (func(), error) {
 	a := env.Config.Agent
 	dir := filepath.Join(env.Config.DataDir, "agent")
 	logger := env.Logger.With("component", "agent")
@@ -294,24 +299,31 @@ func startLocalAgent(ctx context.Context, env componentEnv) (func(), error) {
 		rt.Close()
 		return nil, err
 	}
-	local := ag.Handler()
-	remote, err := remoteConnector(env.Certs)
-	if err != nil {
+	*local = ag.Handler()
+	return func() {
 		ag.Stop()
 		rt.Close()
-		return nil, err
+	}, nil
+}
+
+// connectNodes lets the API server reach node agents for logs, exec and
+// stats: the local agent's handler in process (when local is set), the
+// others over TLS.
+func connectNodes(env componentEnv, localName string, local http.Handler) error {
+	if env.APIServer == nil || env.Certs == nil {
+		return nil
 	}
-	apiserver.SetDefaultNodeConnector(func(ctx context.Context, node *corev1.Node) (http.Handler, error) {
-		if node.Name == a.NodeName {
+	remote, err := remoteConnector(env.Certs)
+	if err != nil {
+		return err
+	}
+	env.APIServer.SetNodeConnector(func(ctx context.Context, node *corev1.Node) (http.Handler, error) {
+		if local != nil && node.Name == localName {
 			return local, nil
 		}
 		return remote(ctx, node)
 	})
-	return func() {
-		apiserver.SetDefaultNodeConnector(nil)
-		ag.Stop()
-		rt.Close()
-	}, nil
+	return nil
 }
 
 // remoteConnector reaches remote agents' kubelet API over TLS with a

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/tugboat-dev/tugboat/kernel/agent"
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
 	"github.com/tugboat-dev/tugboat/kernel/authn"
 	"github.com/tugboat-dev/tugboat/kernel/pki"
@@ -148,6 +149,14 @@ func runServer(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err e
 	}
 	metrics := promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry})
 	handler := auth.Middleware(routeMetrics(metrics, api.Handler()))
+	// Joining needs no credentials (the join token authenticates it), so
+	// its endpoints sit in front of authentication.
+	join, err := JoinHandler(cfg, certs)
+	if err != nil {
+		api.Close()
+		return err
+	}
+	handler = routeJoin(join, handler)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -234,6 +243,18 @@ func runServer(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err e
 		srv.Close()
 	}
 	return nil
+}
+
+// routeJoin sends the node join endpoints to join and everything else to
+// next.
+func routeJoin(join, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == agent.JoinCAPath || r.URL.Path == agent.JoinPath {
+			join.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // routeMetrics sends /metrics to metrics and everything else to api.

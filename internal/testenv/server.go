@@ -15,6 +15,8 @@ import (
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	execrt "github.com/tugboat-dev/tugboat/kernel/dataplane/exec"
 )
 
 // readyBanner starts the line tugboat server prints on stdout once it is
@@ -83,6 +85,9 @@ func StartServer(t testing.TB, args ...string) *Server {
 	t.Cleanup(func() {
 		s.Kill()
 		<-s.exited
+		// Pods of the local node outlive a killed server, as they outlive
+		// a kubelet (a restarted agent adopts them); a test leaves none.
+		execrt.KillAll(filepath.Join(s.DataDir, "agent", "containers"))
 		if t.Failed() {
 			t.Logf("tugboat server output:\n%s", s.Output())
 		}

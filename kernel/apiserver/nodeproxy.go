@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -32,35 +31,24 @@ type NodeConnector func(ctx context.Context, node *corev1.Node) (http.Handler, e
 // so that wiring it needs no change to the Server struct).
 var nodeConnectors sync.Map // *Server -> NodeConnector
 
-// SetNodeConnector sets how the server reaches node agents; until it is
-// set (here or with SetDefaultNodeConnector), node subresources answer
-// 501.
-func (s *Server) SetNodeConnector(c NodeConnector) { nodeConnectors.Store(s, c) }
-
-// defaultConnector serves Servers without their own connector.
-var defaultConnector atomic.Pointer[NodeConnector]
-
-// SetDefaultNodeConnector sets the connector of every Server in the
-// process that has none of its own (nil clears it). It exists for wiring
-// that holds the API handler but not the *Server; prefer
-// SetNodeConnector.
-func SetDefaultNodeConnector(c NodeConnector) {
+// SetNodeConnector sets how the server reaches node agents (nil: not
+// at all); until it is set, node subresources are not served (pods/log
+// answers 501, pods/exec and nodes/proxy 404).
+func (s *Server) SetNodeConnector(c NodeConnector) {
 	if c == nil {
-		defaultConnector.Store(nil)
+		nodeConnectors.Delete(s)
 		return
 	}
-	defaultConnector.Store(&c)
+	nodeConnectors.Store(s, c)
 }
 
 // connector returns the server's node connector.
 func (s *Server) connector() (NodeConnector, bool) {
-	if v, ok := nodeConnectors.Load(s); ok {
-		return v.(NodeConnector), true
+	v, ok := nodeConnectors.Load(s)
+	if !ok {
+		return nil, false
 	}
-	if p := defaultConnector.Load(); p != nil {
-		return *p, true
-	}
-	return nil, false
+	return v.(NodeConnector), true
 }
 
 // nodeHandler returns the kubelet API handler of the pod's node.

@@ -237,9 +237,14 @@ func TestServiceAllocationUpdate(t *testing.T) {
 	if _, err := svcs.Update(ctx, steal, metav1.UpdateOptions{}); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "provided port is already allocated") {
 		t.Fatalf("update taking another service's node port: got %v, want 422 already allocated", err)
 	}
+	// Move to a free port other than the allocated one (which was random).
+	target := int32(30002)
+	if np == target {
+		target = 30003
+	}
 	move := got.DeepCopy()
-	move.Spec.Ports[0].NodePort = 30002
-	if got, err = svcs.Update(ctx, move, metav1.UpdateOptions{}); err != nil || got.Spec.Ports[0].NodePort != 30002 {
+	move.Spec.Ports[0].NodePort = target
+	if got, err = svcs.Update(ctx, move, metav1.UpdateOptions{}); err != nil || got.Spec.Ports[0].NodePort != target {
 		t.Fatalf("update to a free node port: %v", err)
 	}
 	// The port the update gave up is free for others at once.

@@ -349,7 +349,15 @@ func (m *Module) runScore() error {
 		DefaultNormalize(scores, true)
 	}
 	out := append(m.out[:0], hostapi.SchedStatusOK)
-	if !slices.ContainsFunc(scores, func(s int64) bool { return s != 0 }) {
+	// A plain loop: a func value called per node is a real call in Wasm.
+	nonzero := false
+	for _, s := range scores {
+		if s != 0 {
+			nonzero = true
+			break
+		}
+	}
+	if !nonzero {
 		m.out = hostapi.AppendU32(out, 0) // all zero
 		return nil
 	}

@@ -74,7 +74,9 @@ func (b *Balanced) Score(s *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node,
 				continue
 			}
 			f := float64(n.Requested.Get(rw.Name)+pod.Requests.Get(rw.Name)) / float64(capacity)
-			f = min(f, 1)
+			if f > 1 { // not min: a function call in Wasm
+				f = 1
+			}
 			total += f
 			b.fractions = append(b.fractions, f)
 		}
@@ -103,8 +105,16 @@ func scoreCPUMemory(pod *sched.Pod, nodes []*sched.Node, scores []int64) {
 		ac, am := n.Allocatable.MilliCPU, n.Allocatable.Memory
 		switch {
 		case ac != 0 && am != 0:
-			fc := min((float64(n.Requested.MilliCPU)+pc)/float64(ac), 1)
-			fm := min((float64(n.Requested.Memory)+pm)/float64(am), 1)
+			// Comparisons, not min: Go's float min (NaN and signed
+			// zero rules) is a function call in Wasm, per node.
+			fc := (float64(n.Requested.MilliCPU) + pc) / float64(ac)
+			if fc > 1 {
+				fc = 1
+			}
+			fm := (float64(n.Requested.Memory) + pm) / float64(am)
+			if fm > 1 {
+				fm = 1
+			}
 			scores[i] = int64((1 - math.Abs((fc-fm)/2)) * sched.MaxScore)
 		default:
 			scores[i] = sched.MaxScore // one fraction or none: no deviation
