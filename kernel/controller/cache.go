@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
@@ -131,14 +132,44 @@ type resourceCache struct {
 	info *resourceInfo
 	mu   sync.RWMutex
 	byNS map[string]*nsIndex
-	// tombs: keys the driver removed after a delete it made itself, with
-	// the uid removed; late watch events of that uid are ignored.
-	tombs  map[string]string
-	synced bool
+	// tombs: keys of deleted objects (seen through the watch or deleted
+	// by the driver itself) with the uid removed. A uid never comes back,
+	// so a late watch event or a late write result of that uid is ignored:
+	// without this, a write's result processed after the watch already
+	// delivered the object's deletion (a patch that removes the last
+	// finalizer deletes the object) would put a deleted object back into
+	// the cache for good.
+	tombs    map[string]tomb
+	tombSeen time.Time // last prune
+	synced   bool
+}
+
+// tomb is a deleted object's uid and when it was deleted.
+type tomb struct {
+	uid string
+	at  time.Time
+}
+
+// tombTTL bounds how long a tomb is kept: late events and write results
+// arrive within moments of the deletion.
+const tombTTL = time.Minute
+
+// bury records a tomb for key, pruning old ones now and then.
+func (c *resourceCache) bury(key, uid string) {
+	now := time.Now()
+	c.tombs[key] = tomb{uid: uid, at: now}
+	if now.Sub(c.tombSeen) > tombTTL {
+		for k, t := range c.tombs {
+			if now.Sub(t.at) > tombTTL {
+				delete(c.tombs, k)
+			}
+		}
+		c.tombSeen = now
+	}
 }
 
 func newResourceCache(info *resourceInfo) *resourceCache {
-	return &resourceCache{info: info, byNS: make(map[string]*nsIndex), tombs: make(map[string]string)}
+	return &resourceCache{info: info, byNS: make(map[string]*nsIndex), tombs: make(map[string]tomb)}
 }
 
 func (c *resourceCache) ns(namespace string, create bool) *nsIndex {
@@ -161,14 +192,14 @@ func (c *resourceCache) get(namespace, name string) *object {
 }
 
 // upsert stores o if it is newer than the cached object and returns the
-// object it replaced and whether it stored o. fromWatch events of a uid the
-// driver deleted itself are dropped.
+// object it replaced and whether it stored o. Objects of a deleted uid (a
+// tomb) are dropped, whether they come from the watch or a write.
 func (c *resourceCache) upsert(o *object, fromWatch bool) (old *object, stored bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	key := o.namespace + "/" + o.name
-	if uid, ok := c.tombs[key]; ok {
-		if fromWatch && uid == o.uid {
+	if t, ok := c.tombs[key]; ok {
+		if t.uid == o.uid {
 			return nil, false
 		}
 		delete(c.tombs, key)
@@ -183,32 +214,25 @@ func (c *resourceCache) upsert(o *object, fromWatch bool) (old *object, stored b
 }
 
 // remove drops namespace/name (uid, if not empty, must match) and returns
-// the removed object; tomb remembers the uid against late events.
-func (c *resourceCache) remove(namespace, name, uid string, tomb bool) *object {
+// the removed object; a tomb remembers the uid against late events and
+// write results.
+func (c *resourceCache) remove(namespace, name, uid string) *object {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	key := namespace + "/" + name
-	if !tomb && (uid == "" || c.tombs[key] == uid) {
-		delete(c.tombs, key)
+	if uid != "" {
+		c.bury(key, uid)
 	}
 	n := c.byNS[namespace]
 	if n == nil {
-		if tomb && uid != "" {
-			c.tombs[key] = uid
-		}
 		return nil
 	}
 	old := n.objs[name]
 	if old == nil || (uid != "" && old.uid != uid) {
-		if tomb && uid != "" {
-			c.tombs[key] = uid
-		}
 		return nil
 	}
 	n.remove(name)
-	if tomb {
-		c.tombs[key] = old.uid
-	}
+	c.bury(key, old.uid)
 	return old
 }
 
@@ -245,7 +269,7 @@ func (c *resourceCache) replace(objs []*object) [][2]*object {
 		}
 	}
 	c.byNS = fresh
-	c.tombs = make(map[string]string)
+	c.tombs = make(map[string]tomb)
 	c.synced = true
 	return events
 }

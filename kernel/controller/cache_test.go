@@ -86,7 +86,7 @@ func TestCacheVersionsAndTombstones(t *testing.T) {
 	if _, stored := c.upsert(v("5", "u1"), true); stored {
 		t.Error("the watch event of the driver's own write was stored twice")
 	}
-	if old := c.remove("x", "p", "", true); old == nil || old.uid != "u1" {
+	if old := c.remove("x", "p", ""); old == nil || old.uid != "u1" {
 		t.Fatalf("remove returned %+v", old)
 	}
 	if _, stored := c.upsert(v("6", "u1"), true); stored {
@@ -97,6 +97,16 @@ func TestCacheVersionsAndTombstones(t *testing.T) {
 	}
 	if _, stored := c.upsert(v("7", "u2"), true); !stored || c.get("x", "p").uid != "u2" {
 		t.Error("a recreated object (new uid) was not stored")
+	}
+
+	// The watch delivers a deletion before the result of the write that
+	// caused it (a patch removing the last finalizer): the late write
+	// result must not bring the deleted object back.
+	if old := c.remove("x", "p", "u2"); old == nil {
+		t.Fatal("watch deletion of u2 removed nothing")
+	}
+	if _, stored := c.upsert(v("8", "u2"), false); stored || c.get("x", "p") != nil {
+		t.Error("a write result processed after the watch deleted the object put it back")
 	}
 }
 

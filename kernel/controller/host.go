@@ -245,7 +245,7 @@ func (d *Driver) Write(ctx context.Context, req hostapi.WriteRequest) ([]byte, e
 		_ = json.Unmarshal(out, &head)
 		if head.Kind == "Status" {
 			if c != nil {
-				if old := c.remove(ns, req.Name, "", true); old != nil {
+				if old := c.remove(ns, req.Name, ""); old != nil {
 					t.notify(info, old, nil)
 				}
 			}

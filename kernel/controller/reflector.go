@@ -154,7 +154,7 @@ func (r *reflector) watch(ctx context.Context, rv string) (string, error) {
 				r.notify(info, old, o)
 			}
 		case "DELETED":
-			if old := r.cache.remove(o.namespace, o.name, o.uid, false); old != nil {
+			if old := r.cache.remove(o.namespace, o.name, o.uid); old != nil {
 				r.notify(info, old, nil)
 			}
 		}
