@@ -74,6 +74,9 @@ func TestWorkloadsDaemonSet(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("state:\n%s", k.run(t, "get", "daemonsets,pods,nodes", "-o", "yaml"))
+			k.run(t, "annotate", "daemonset", "ssd-monitor", "debug=1")
+			time.Sleep(5 * time.Second)
+			t.Logf("DEBUG after a poke:\n%s", k.run(t, "get", "pods", "-o", "wide"))
 		}
 	})
 	k.run(t, "label", "node", "sim-0", "sim-1", "disk=ssd")
