@@ -95,7 +95,7 @@ lint: ## gofmt -l prints nothing, go vet, go mod tidy leaves go.mod/go.sum uncha
 
 check: lint ## same as lint (CI runs it)
 
-run: ## build bin/tugboat and start a local server with configs/tugboat.yaml (state in ./data)
+run: plugins ## build bin/tugboat and the plugins, start a single-node cluster with configs/tugboat.yaml (state in ./data)
 	$(GO) build -o bin/tugboat ./cmd/tugboat
 	@if [ ! -x bin/kubectl ]; then \
 		echo "note: bin/kubectl is not built yet; run 'make kubectl' in another terminal (a few minutes the first time) or use any kubectl"; \
