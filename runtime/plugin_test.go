@@ -168,7 +168,9 @@ func TestDeadlineFromContext(t *testing.T) {
 
 func TestGuestFaults(t *testing.T) {
 	e, logs := newTestEngine(t)
-	p := loadGuest(t, e, PluginConfig{Name: "faulty", MemoryLimit: 32 << 20, MaxResultSize: 1 << 20, PoolSize: 1})
+	// A generous deadline: these faults are about traps, and growing memory
+	// to the limit takes over a second on a loaded machine under -race.
+	p := loadGuest(t, e, PluginConfig{Name: "faulty", MemoryLimit: 32 << 20, MaxResultSize: 1 << 20, PoolSize: 1, Timeout: 30 * time.Second})
 	tests := []struct {
 		export, input string
 		is            error

@@ -46,7 +46,7 @@ var schedPlugins = []schedPlugin{
 func wasmSchedPlugins(t testing.TB, only ...string) []kscheduler.PluginConfig {
 	t.Helper()
 	ctx := context.Background()
-	e, err := runtime.NewEngine(ctx, runtime.Config{CacheDir: filepath.Join(t.TempDir(), "cache")})
+	e, err := runtime.NewEngine(ctx, runtime.Config{CacheDir: runtime.SharedTestCacheDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
