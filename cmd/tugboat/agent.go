@@ -21,7 +21,6 @@ import (
 	"github.com/tugboat-dev/tugboat/kernel/agent"
 	"github.com/tugboat-dev/tugboat/kernel/agent/sim"
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
-	execrt "github.com/tugboat-dev/tugboat/kernel/dataplane/exec"
 	"github.com/tugboat-dev/tugboat/kernel/pki"
 )
 
@@ -33,6 +32,7 @@ type AgentConfig struct {
 	DisableAgent       bool     `mapstructure:"disable-agent"`
 	NodeLabels         []string `mapstructure:"node-labels"`
 	RegisterWithTaints []string `mapstructure:"register-with-taints"`
+	RuntimeConfig      `mapstructure:",squash"`
 	Sim                struct {
 		Nodes         int64         `mapstructure:"nodes"`
 		Capacity      []string      `mapstructure:"capacity"`
@@ -44,10 +44,10 @@ type AgentConfig struct {
 }
 
 // runtimes are the --runtime values.
-var runtimes = []string{"exec", "sim"}
+var runtimes = append(slices.Clone(workloadRuntimes), "sim")
 
 func agentOptions() []option {
-	return []option{
+	return append([]option{
 		{"node-name", "", "name of the local node (a DNS subdomain); empty means the host name, lower-cased"},
 		{"runtime", "exec", "workload runtime of the local node: " + strings.Join(runtimes, " or ")},
 		{"disable-agent", false, "do not run a node agent for this machine (the server is then control plane only)"},
@@ -59,7 +59,7 @@ func agentOptions() []option {
 		{"sim.taints", []string{}, "taints of each simulated node at registration, key=value:Effect or key:Effect"},
 		{"sim.exit-after", time.Second, "how long pods whose restartPolicy is not Always run on simulated nodes (annotation " + sim.AnnotationExitAfter + " overrides it)"},
 		{"sim.renew-interval", 10 * time.Second, "how often each simulated node renews its Lease"},
-	}
+	}, runtimeOptions()...)
 }
 
 // defaultNodeName is the lower-cased host name.
@@ -93,6 +93,9 @@ func completeAgent(c *Config) []error {
 	}
 	if !slices.Contains(runtimes, a.Runtime) {
 		errs = append(errs, invalid("runtime", a.Runtime, "want "+strings.Join(runtimes, " or ")))
+	}
+	if p := a.Containerd.PullPolicy; !slices.Contains([]string{"Always", "IfNotPresent", "Never"}, p) {
+		errs = append(errs, invalid("containerd.pull-policy", p, "want Always, IfNotPresent or Never"))
 	}
 	if _, err := parseLabels(a.NodeLabels); err != nil {
 		errs = append(errs, invalid("node-labels", a.NodeLabels, err.Error()))
@@ -167,7 +170,7 @@ func startNodes(ctx context.Context, env componentEnv) (func(), error) {
 		return nil
 	}
 	var local http.Handler
-	if !a.DisableAgent && a.Runtime == "exec" {
+	if !a.DisableAgent && a.Runtime != "sim" {
 		stopLocal, err := startLocalAgent(ctx, env, &local)
 		if err != nil {
 			return nil, err
@@ -273,15 +276,15 @@ func nodeUser(name string) apiserver.User {
 	return apiserver.User{Name: "system:node:" + name, Groups: []string{"system:nodes", "system:authenticated"}}
 }
 
-// startLocalAgent runs this machine's node on the exec runtime, in
-// process, with its state under <data-dir>/agent.
+// startLocalAgent runs this machine's node on its workload runtime (exec,
+// containerd or wasm), in process, with its state under <data-dir>/agent.
 func startLocalAgent(ctx context.Context, env componentEnv, local *http.Handler) (func(), error) {
 	a := env.Config.Agent
 	dir := filepath.Join(env.Config.DataDir, "agent")
 	logger := env.Logger.With("component", "agent")
-	rt, err := execrt.New(execrt.Options{Dir: filepath.Join(dir, "containers"), Logger: logger})
+	rt, err := newWorkloadRuntime(ctx, a.Runtime, dir, filepath.Join(env.Config.DataDir, "wasm-workload-cache"), a.RuntimeConfig, logger)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s runtime: %w", a.Runtime, err)
 	}
 	rc := env.Client(nodeUser(a.NodeName))
 	rc.ContentType = "application/vnd.kubernetes.protobuf"

@@ -220,7 +220,8 @@ func TestAgentOptionParsing(t *testing.T) {
 		flags []string
 		key   string
 	}{
-		{[]string{"--runtime", "containerd"}, "runtime"},
+		{[]string{"--runtime", "docker"}, "runtime"},
+		{[]string{"--containerd-pull-policy", "Sometimes"}, "containerd.pull-policy"},
 		{[]string{"--node-name", "Not_DNS"}, "node-name"},
 		{[]string{"--sim-nodes", "-1"}, "sim.nodes"},
 		{[]string{"--sim-exit-after", "0s"}, "sim.exit-after"},

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,13 +23,14 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tugboat-dev/tugboat/kernel/agent"
-	execrt "github.com/tugboat-dev/tugboat/kernel/dataplane/exec"
+	ctrd "github.com/tugboat-dev/tugboat/kernel/dataplane/containerd"
 	"github.com/tugboat-dev/tugboat/kernel/pki"
 )
 
 // agentFlags are `tugboat agent`'s settings.
 type agentFlags struct {
 	server, token, nodeName, dataDir, runtime, logLevel, logFormat string
+	rt                                                             RuntimeConfig
 	kubeletPort                                                    int
 	labels, taints                                                 []string
 }
@@ -56,7 +58,12 @@ no token. The agent serves logs and exec to the API server on --kubelet-port.`,
 	fs.StringVar(&f.token, "token", os.Getenv("TUGBOAT_TOKEN"), "join token from the server's <data-dir>/node-token (env TUGBOAT_TOKEN)")
 	fs.StringVar(&f.nodeName, "node-name", "", "name of this node (a DNS subdomain); default: the host name, lower-cased")
 	fs.StringVar(&f.dataDir, "data-dir", defaultAgentDataDir(), "directory for the node's credentials, containers and volumes")
-	fs.StringVar(&f.runtime, "runtime", "exec", "workload runtime: exec")
+	fs.StringVar(&f.runtime, "runtime", "exec", "workload runtime: "+strings.Join(workloadRuntimes, ", "))
+	fs.StringVar(&f.rt.Containerd.Address, "containerd-address", ctrd.DefaultAddress, "containerd socket of the containerd runtime")
+	fs.StringVar(&f.rt.Containerd.Namespace, "containerd-namespace", ctrd.DefaultNamespace, "containerd namespace of the containerd runtime")
+	fs.StringVar(&f.rt.Containerd.PullPolicy, "containerd-pull-policy", string(ctrd.PullIfNotPresent), "image pull policy of the containerd runtime: Always, IfNotPresent or Never")
+	fs.StringVar(&f.rt.Containerd.PauseBinary, "containerd-pause-binary", ctrd.DefaultPauseBinary, "static busybox run as each containerd pod's sandbox process")
+	fs.StringVar(&f.rt.Wasm.ModuleDir, "wasm-module-dir", "", "directory that relative .wasm image paths of the wasm runtime resolve against")
 	fs.IntVar(&f.kubeletPort, "kubelet-port", 10250, "port to serve logs and exec to the API server on; 0 picks a free port")
 	fs.StringSliceVar(&f.labels, "node-labels", nil, "labels of the node at registration, key=value")
 	fs.StringSliceVar(&f.taints, "register-with-taints", nil, "taints of the node at registration, key=value:Effect or key:Effect")
@@ -84,8 +91,8 @@ func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 	if msgs := validation.IsDNS1123Subdomain(f.nodeName); len(msgs) > 0 {
 		return invalid("node-name", f.nodeName, msgs[0])
 	}
-	if f.runtime != "exec" {
-		return invalid("runtime", f.runtime, "a joined node runs the exec runtime")
+	if !slices.Contains(workloadRuntimes, f.runtime) {
+		return invalid("runtime", f.runtime, "want "+strings.Join(workloadRuntimes, ", "))
 	}
 	labels, err := parseLabels(f.labels)
 	if err != nil {
@@ -136,9 +143,9 @@ func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 		return fmt.Errorf("kubelet port: %w", err)
 	}
 	defer ln.Close()
-	rt, err := execrt.New(execrt.Options{Dir: filepath.Join(dir, "containers"), Logger: logger})
+	rt, err := newWorkloadRuntime(ctx, f.runtime, dir, filepath.Join(dir, "wasm-cache"), f.rt, logger)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s runtime: %w", f.runtime, err)
 	}
 	defer rt.Close()
 	ag, err := agent.Start(ctx, cs, agent.Config{

@@ -53,6 +53,7 @@ type Config struct {
 	Store struct {
 		CompactionWindow time.Duration `mapstructure:"compaction-window"`
 	} `mapstructure:"store"`
+	WasmCacheDir string `mapstructure:"wasm-cache-dir"`
 	// Admission is read from the file by readAdmission (viper would
 	// lower-case the plugins' settings); viper only sees it as opaque.
 	Admission struct {
@@ -113,6 +114,7 @@ func options() []option {
 		{"auth.token-file", "", "Kubernetes static token file (CSV: token,user,uid,\"group1,group2\"); empty disables tokens"},
 		{"api.max-body-bytes", int64(3 << 20), "largest accepted request body in bytes; larger bodies get 413"},
 		{"store.compaction-window", 5 * time.Minute, "how much store history is kept for watch resumption; 0 disables compaction"},
+		{"wasm-cache-dir", "", "compilation cache of the Wasm plugins (default <data-dir>/wasm-cache); servers may share one"},
 	}
 	for _, c := range components() {
 		if c.options != nil {
@@ -290,6 +292,13 @@ func (c *Config) complete() error {
 	}
 	if err := validateListen(c.Listen); err != nil {
 		errs = append(errs, invalid("listen", c.Listen, err.Error()))
+	}
+	if c.WasmCacheDir == "" {
+		c.WasmCacheDir = filepath.Join(c.DataDir, "wasm-cache")
+	} else if abs, err := filepath.Abs(c.WasmCacheDir); err != nil {
+		errs = append(errs, invalid("wasm-cache-dir", c.WasmCacheDir, err.Error()))
+	} else {
+		c.WasmCacheDir = abs
 	}
 	if c.WriteKubeconfig == "" {
 		c.WriteKubeconfig = filepath.Join(c.DataDir, "admin.kubeconfig")

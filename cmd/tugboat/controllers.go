@@ -25,7 +25,7 @@ const controllersPluginsKey = "controllers.plugins"
 
 // builtinControllers are loaded from the plugins directory as <name>.wasm,
 // in this order.
-var builtinControllers = []string{"replicaset", "deployment", "garbage-collector", "namespace", "endpoints", "job", "node-lifecycle"}
+var builtinControllers = []string{"replicaset", "deployment", "garbage-collector", "namespace", "endpoints", "job", "node-lifecycle", "daemonset", "statefulset", "cronjob", "hpa"}
 
 // ControllersConfig is the controllers section of Config (squashed into it: the keys it
 // declares are top-level unless their mapstructure tags nest them).

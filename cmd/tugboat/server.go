@@ -120,7 +120,7 @@ func runServer(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err e
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	engine, err := runtime.NewEngine(ctx, runtime.Config{
-		CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
+		CacheDir: cfg.WasmCacheDir,
 		Logger:   logger.With("component", "runtime"),
 	})
 	if err != nil {

@@ -65,8 +65,10 @@ func daemonPods(t testing.TB, cs *kubernetes.Clientset, app string) (running []s
 
 // TestWorkloadsDaemonSet: a DaemonSet with a nodeSelector runs one pod on
 // each matching sim node (bound by the scheduler through the pods' node
-// affinity), follows node relabelling both ways, keeps running on a
-// cordoned node, and rolls out a template change.
+// affinity), follows node relabelling both ways, places a pod on a
+// cordoned node (daemon pods tolerate node.kubernetes.io/unschedulable),
+// and rolls out a template change. On failure it logs the DaemonSet, pods
+// and nodes.
 func TestWorkloadsDaemonSet(t *testing.T) {
 	skipShort(t)
 	_, k, cs := startWorkloads(t, []string{"daemonset"}, "--sim-nodes", "3")
@@ -74,9 +76,6 @@ func TestWorkloadsDaemonSet(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("state:\n%s", k.run(t, "get", "daemonsets,pods,nodes", "-o", "yaml"))
-			k.run(t, "annotate", "daemonset", "ssd-monitor", "debug=1")
-			time.Sleep(5 * time.Second)
-			t.Logf("DEBUG after a poke:\n%s", k.run(t, "get", "pods", "-o", "wide"))
 		}
 	})
 	k.run(t, "label", "node", "sim-0", "sim-1", "disk=ssd")
