@@ -297,3 +297,29 @@ spec:
 		t.Errorf("exec on the joined node printed %q", out)
 	}
 }
+
+// TestAgentJobCompletes runs a Job through the whole stack on the exec
+// runtime: the job controller creates the pod, the scheduler binds it to
+// the local node, the agent runs its command, which exits 0, and the Job
+// becomes Complete; its output reaches kubectl logs.
+func TestAgentJobCompletes(t *testing.T) {
+	_, k := startWithAgent(t,
+		"--controllers-plugins-dir", controllerPlugins(t, allControllers...),
+		"--scheduler-plugins-dir", schedulerPlugins(t))
+	k.run(t, "create", "job", "hello", "--image=busybox", "--", "sh", "-c", "echo job ran; exit 0")
+	k.run(t, "wait", "--for=condition=complete", "job/hello", "--timeout=90s")
+	if got := k.jsonpath(t, "job/hello", "{.status.succeeded}"); got != "1" {
+		t.Errorf("job status.succeeded = %q, want 1", got)
+	}
+	pod := strings.TrimPrefix(k.run(t, "get", "pods", "-l", "job-name=hello", "-o", "name"), "pod/")
+	pod = strings.TrimSpace(pod)
+	if got := k.jsonpath(t, "pod/"+pod, "{.spec.nodeName}"); got != agentNode {
+		t.Errorf("job pod ran on %q, want the local node %s", got, agentNode)
+	}
+	if got := k.jsonpath(t, "pod/"+pod, "{.status.containerStatuses[0].state.terminated.exitCode}"); got != "0" {
+		t.Errorf("job pod exit code %q, want 0", got)
+	}
+	if out := k.run(t, "logs", "job/hello"); !strings.Contains(out, "job ran") {
+		t.Errorf("kubectl logs job/hello = %q, want the command's output", out)
+	}
+}
