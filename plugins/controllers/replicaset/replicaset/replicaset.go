@@ -104,7 +104,7 @@ func (c *Controller) Reconcile(req sdk.ReconcileRequest) (sdk.ReconcileResult, e
 		sel = kube.MapSelector(m)
 	}
 	owner := kube.OwnerRef{APIVersion: k.apiVersion, Kind: k.kind, Name: meta.Name, UID: meta.UID, Controller: true, BlockOwnerDeletion: true}
-	pods, err := c.claimPods(req.Namespace, &meta, sel, owner)
+	pods, err := kube.ClaimPods(req.Namespace, &meta, sel, owner)
 	if err != nil {
 		return sdk.ReconcileResult{}, err
 	}
@@ -129,55 +129,6 @@ func (c *Controller) Reconcile(req sdk.ReconcileRequest) (sdk.ReconcileResult, e
 func mustGet(v rawjson.Value, path ...string) rawjson.Value {
 	out, _ := v.Get(path...)
 	return out
-}
-
-// claimPods returns the pods the owner controls after adopting matching
-// orphans and releasing owned pods that no longer match.
-func (c *Controller) claimPods(ns string, meta *kube.Meta, sel kube.Selector, owner kube.OwnerRef) ([]kube.Pod, error) {
-	owned, err := sdk.List(sdk.ListRequest{Resource: "pods", Namespace: ns, FieldSelector: hostapi.FieldOwnerUID + "=" + meta.UID})
-	if err != nil {
-		return nil, err
-	}
-	var matching []rawjson.Value
-	if sel.Valid() {
-		if matching, err = sdk.List(sdk.ListRequest{Resource: "pods", Namespace: ns, LabelSelector: sel.String()}); err != nil {
-			return nil, err
-		}
-	}
-	seen := make(map[string]bool, len(owned)+len(matching))
-	var out []kube.Pod
-	for _, raw := range slices.Concat(owned, matching) {
-		p := kube.ReadPod(raw)
-		if seen[p.Meta.Name] {
-			continue
-		}
-		seen[p.Meta.Name] = true
-		ref, hasCtl := p.Meta.ControllerRef()
-		switch {
-		case hasCtl && ref.UID == meta.UID:
-			if sel.Matches(p.Meta.Labels) {
-				out = append(out, p)
-				continue
-			}
-			if p.Meta.Deleting {
-				continue
-			}
-			if _, err := sdk.MergePatch("pods", ns, p.Meta.Name, "", kube.OwnerRefsPatch(p.Meta.UID, kube.WithoutOwner(p.Meta.Owners, meta.UID))); err != nil && !errors.Is(err, sdk.ErrNotFound) {
-				return nil, err
-			}
-		case !hasCtl && sel.Matches(p.Meta.Labels) && !p.Meta.Deleting && !meta.Deleting:
-			refs := append(slices.Clone(p.Meta.Owners), owner)
-			if _, err := sdk.MergePatch("pods", ns, p.Meta.Name, "", kube.OwnerRefsPatch(p.Meta.UID, refs)); err != nil {
-				if errors.Is(err, sdk.ErrNotFound) {
-					continue
-				}
-				return nil, err
-			}
-			p.Meta.Owners = refs
-			out = append(out, p)
-		}
-	}
-	return out, nil
 }
 
 // manage creates or deletes pods so that replicas are active, returning

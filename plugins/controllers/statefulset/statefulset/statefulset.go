@@ -113,7 +113,7 @@ func (c *Controller) Reconcile(req sdk.ReconcileRequest) (sdk.ReconcileResult, e
 		return sdk.ReconcileResult{}, nil // the API server validates
 	}
 	s.owner = kube.OwnerRef{APIVersion: "apps/v1", Kind: "StatefulSet", Name: s.meta.Name, UID: s.meta.UID, Controller: true, BlockOwnerDeletion: true}
-	pods, err := claimPods(req.Namespace, &s.meta, sel, s.owner)
+	pods, err := kube.ClaimPods(req.Namespace, &s.meta, sel, s.owner)
 	if err != nil {
 		return sdk.ReconcileResult{}, err
 	}
@@ -125,7 +125,7 @@ func (c *Controller) Reconcile(req sdk.ReconcileRequest) (sdk.ReconcileResult, e
 	s.replicas = kube.Int(obj, 1, "spec", "replicas")
 	s.parallel = kube.Str(obj, "spec", "podManagementPolicy") == "Parallel"
 	tmpl, _ := obj.Get("spec", "template")
-	s.updateRevision = s.meta.Name + "-" + templateHash(tmpl)
+	s.updateRevision = s.meta.Name + "-" + kube.TemplateHash(tmpl, nil)
 	s.currentRev = kube.Str(obj, "status", "currentRevision")
 	if s.currentRev == "" {
 		s.currentRev = s.updateRevision
