@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
-	"sigs.k8s.io/yaml"
 
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
 	"github.com/tugboat-dev/tugboat/runtime"
@@ -55,30 +52,11 @@ type AdmissionPlugin struct {
 // readAdmission reads admission.plugins from the YAML file at path,
 // refusing unknown fields.
 func readAdmission(path string) ([]AdmissionPlugin, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
+	var plugins []AdmissionPlugin
+	if err := readFileOnly(path, admissionKey, &plugins); err != nil {
+		return nil, err
 	}
-	var file struct {
-		Admission struct {
-			Plugins []AdmissionPlugin `json:"plugins"`
-		} `json:"admission"`
-	}
-	// Other sections are viper's to check; only admission is strict here.
-	var loose map[string]json.RawMessage
-	if err := yaml.Unmarshal(raw, &loose); err != nil {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
-	}
-	section, ok := loose["admission"]
-	if !ok {
-		return nil, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(section))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&file.Admission); err != nil {
-		return nil, fmt.Errorf("config file %s: %s: %w", path, admissionKey, err)
-	}
-	return file.Admission.Plugins, nil
+	return plugins, nil
 }
 
 // validate checks one entry; i is its index for error messages.

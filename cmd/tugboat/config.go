@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
 
 	"github.com/tugboat-dev/tugboat/kernel/pki"
 )
@@ -245,6 +248,36 @@ func loadConfig(fs *pflag.FlagSet) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// readFileOnly decodes the file-only key (a list of mappings such as
+// "scheduler.profiles") from the YAML file at path into dst, refusing
+// unknown fields; a missing key leaves dst alone. Viper would lower-case
+// the mappings' keys (and so plugins' settings), hence the separate read.
+func readFileOnly(path, key string, dst any) error {
+	section, name, _ := strings.Cut(key, ".")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	var loose map[string]json.RawMessage
+	if err := yaml.Unmarshal(raw, &loose); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	var sec map[string]json.RawMessage
+	if err := json.Unmarshal(loose[section], &sec); err != nil {
+		return nil // absent, or malformed: viper reports that
+	}
+	list, ok := sec[name]
+	if !ok {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(list))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return fmt.Errorf("config file %s: %s: %w", path, key, err)
+	}
+	return nil
 }
 
 // checkKeys reports the first key (in sorted order) that is not a known

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
-	"sigs.k8s.io/yaml"
 
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
 	"github.com/tugboat-dev/tugboat/kernel/controller"
@@ -84,32 +82,7 @@ func controllersComponent() component {
 // readControllers reads controllers.plugins from the YAML file at path,
 // refusing unknown fields.
 func readControllers(c *Config, path string) error {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	var loose map[string]json.RawMessage
-	if err := yaml.Unmarshal(raw, &loose); err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	section, ok := loose["controllers"]
-	if !ok {
-		return nil
-	}
-	var sec map[string]json.RawMessage
-	if err := json.Unmarshal(section, &sec); err != nil {
-		return nil // viper reports a malformed section
-	}
-	list, ok := sec["plugins"]
-	if !ok {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(list))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c.Controllers.Controllers.Plugins); err != nil {
-		return fmt.Errorf("config file %s: %s: %w", path, controllersPluginsKey, err)
-	}
-	return nil
+	return readFileOnly(path, controllersPluginsKey, &c.Controllers.Controllers.Plugins)
 }
 
 func completeControllers(c *Config) []error {

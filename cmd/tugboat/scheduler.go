@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
-	"sigs.k8s.io/yaml"
 
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
 	kscheduler "github.com/tugboat-dev/tugboat/kernel/scheduler"
@@ -117,32 +115,7 @@ func schedulerComponent() component {
 // readScheduler reads scheduler.profiles from the YAML file at path,
 // refusing unknown fields.
 func readScheduler(c *Config, path string) error {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	var loose map[string]json.RawMessage
-	if err := yaml.Unmarshal(raw, &loose); err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	section, ok := loose["scheduler"]
-	if !ok {
-		return nil
-	}
-	var sec map[string]json.RawMessage
-	if err := json.Unmarshal(section, &sec); err != nil {
-		return nil // viper reports a malformed section
-	}
-	list, ok := sec["profiles"]
-	if !ok {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(list))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c.Scheduler.Scheduler.Profiles); err != nil {
-		return fmt.Errorf("config file %s: %s: %w", path, schedulerProfilesKey, err)
-	}
-	return nil
+	return readFileOnly(path, schedulerProfilesKey, &c.Scheduler.Scheduler.Profiles)
 }
 
 func completeScheduler(c *Config) []error {
