@@ -580,6 +580,8 @@ func TestControllersTrappingPluginDoesNotStopOthers(t *testing.T) {
 
 // binder binds every unbound pod in ns to one of nodes, round robin,
 // through pods/binding, standing in for the scheduler until the test ends.
+// Servers of tests that use it run with --scheduler-enabled=false, or the
+// two would race to bind the same pods.
 func binder(t testing.TB, cs *kubernetes.Clientset, ns string, nodes ...string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -619,7 +621,7 @@ func binder(t testing.TB, cs *kubernetes.Clientset, ns string, nodes ...string) 
 // which the sim nodes finish.
 func TestControllersSeedWorkflowOnSimNodes(t *testing.T) {
 	skipShort(t)
-	_, k, cs := startWithControllers(t, "--sim-nodes", "2", "--disable-agent")
+	_, k, cs := startWithControllers(t, "--sim-nodes", "2", "--disable-agent", "--scheduler-enabled=false")
 	ctx := context.Background()
 	binder(t, cs, "default", "sim-0", "sim-1")
 	k.run(t, "apply", "-f", filepath.Join("..", "..", "configs", "examples", "httpbin.yaml"))
@@ -670,7 +672,7 @@ func TestControllersSeedWorkflowOnSimNodes(t *testing.T) {
 
 func TestControllersEndpoints(t *testing.T) {
 	skipShort(t)
-	_, k, cs := startWithControllers(t, "--sim-nodes", "2", "--disable-agent")
+	_, k, cs := startWithControllers(t, "--sim-nodes", "2", "--disable-agent", "--scheduler-enabled=false")
 	ctx := context.Background()
 	binder(t, cs, "default", "sim-0", "sim-1")
 	k.run(t, "create", "deployment", "web", "--image=nginx", "--replicas=2", "--port=80")
@@ -718,7 +720,7 @@ subsets: [{addresses: [{ip: 11.11.11.11}], ports: [{port: 80}]}]
 // (their pods succeed after the sim's exit-after) and a failing one.
 func TestControllersJob(t *testing.T) {
 	skipShort(t)
-	_, k, cs := startWithControllers(t, "--sim-nodes", "2", "--disable-agent", "--sim-exit-after", "200ms")
+	_, k, cs := startWithControllers(t, "--sim-nodes", "2", "--disable-agent", "--scheduler-enabled=false", "--sim-exit-after", "200ms")
 	ctx := context.Background()
 	binder(t, cs, "default", "sim-0", "sim-1")
 	k.apply(t, `
@@ -798,12 +800,35 @@ func TestControllersNodeFailure(t *testing.T) {
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The server's scheduler places the pods (spreading them: each pod's
+	// default requests make the emptier nodes score higher).
 	s := testenv.StartServer(t, "--controllers-plugins-dir", dir, "--config", config, "--sim-nodes", "3",
-		"--disable-agent", "--sim-renew-interval", "500ms")
+		"--disable-agent", "--sim-renew-interval", "500ms", "--scheduler-plugins-dir", schedulerPlugins(t))
 	k, cs := newKubectl(t, s), clientset(t, s)
 	ctx := context.Background()
-	stopBinding := binder(t, cs, "default", "sim-0", "sim-1", "sim-2")
-	k.run(t, "create", "deployment", "web", "--image=nginx", "--replicas=3")
+	// 12 CPUs each on 32-CPU nodes: the emptier node clearly scores
+	// higher, so the three pods spread (with tiny requests every node
+	// scores the same and the scheduler may stack them, as kube-scheduler
+	// does without its default topology spread), and a replacement still
+	// fits next to a surviving pod.
+	web := filepath.Join(t.TempDir(), "web.yaml")
+	if err := os.WriteFile(web, []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx
+        resources: {requests: {cpu: "12"}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k.run(t, "apply", "-f", web)
 	onNode := func(node string) (running, terminating int) {
 		l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 		if err != nil {
@@ -828,7 +853,6 @@ func TestControllersNodeFailure(t *testing.T) {
 		}
 		return ""
 	})
-	stopBinding() // from now on only the server's scheduler places pods
 	k.run(t, "annotate", "node", "sim-0", "sim.tugboat.dev/stopped=true")
 	eventually(t, "sim-0 unreachable and its pod replaced", func() string {
 		n, err := cs.CoreV1().Nodes().Get(ctx, "sim-0", metav1.GetOptions{})
