@@ -221,3 +221,15 @@ func (r *lineReader) next(t testing.TB, event, name string) []string {
 		}
 	}
 }
+
+// apiOnly are the server flags of tests about the API server alone: no
+// controllers, scheduler or node agent act on the objects they create
+// (a Deployment would otherwise get pods and status writes, moving its
+// resourceVersion under the test).
+var apiOnly = []string{"--controllers-enabled=false", "--scheduler-enabled=false", "--disable-agent"}
+
+// startAPIOnly starts a server with apiOnly and args.
+func startAPIOnly(t testing.TB, args ...string) *testenv.Server {
+	t.Helper()
+	return testenv.StartServer(t, append(slices.Clone(apiOnly), args...)...)
+}

@@ -12,13 +12,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
 	"sigs.k8s.io/yaml"
-
-	"github.com/tugboat-dev/tugboat/internal/testenv"
 )
 
 func TestKubectlApply(t *testing.T) {
 	skipShort(t)
-	s := testenv.StartServer(t)
+	s := startAPIOnly(t)
 	k := newKubectl(t, s)
 
 	if out := k.run(t, "apply", "-f", manifest(t, "httpbin-deployment.yaml")); strings.TrimSpace(out) != "deployment.apps/httpbin created" {
@@ -73,7 +71,7 @@ func TestKubectlApply(t *testing.T) {
 
 func TestKubectlGet(t *testing.T) {
 	skipShort(t)
-	s := testenv.StartServer(t)
+	s := startAPIOnly(t)
 	k := newKubectl(t, s)
 	k.run(t, "apply", "-f", manifest(t, "httpbin-deployment.yaml"))
 	k.run(t, "create", "-f", manifest(t, "node.yaml"))
@@ -163,7 +161,7 @@ func TestKubectlGet(t *testing.T) {
 
 func TestKubectlGetWatch(t *testing.T) {
 	skipShort(t)
-	s := testenv.StartServer(t)
+	s := startAPIOnly(t)
 	k := newKubectl(t, s)
 	k.run(t, "create", "-f", manifest(t, "pods.yaml"))
 
@@ -190,7 +188,7 @@ func TestKubectlGetWatch(t *testing.T) {
 
 func TestKubectlLabelAnnotate(t *testing.T) {
 	skipShort(t)
-	s := testenv.StartServer(t)
+	s := startAPIOnly(t)
 	k := newKubectl(t, s)
 	k.run(t, "create", "-f", manifest(t, "pods.yaml"))
 
@@ -243,7 +241,7 @@ func TestKubectlLabelAnnotate(t *testing.T) {
 
 func TestKubectlPatch(t *testing.T) {
 	skipShort(t)
-	s := testenv.StartServer(t)
+	s := startAPIOnly(t)
 	k := newKubectl(t, s)
 	k.run(t, "create", "-f", manifest(t, "pods.yaml"))
 	k.run(t, "apply", "-f", manifest(t, "httpbin-deployment.yaml"))
@@ -325,7 +323,7 @@ func TestKubectlPatch(t *testing.T) {
 
 func TestKubectlScale(t *testing.T) {
 	skipShort(t)
-	s := testenv.StartServer(t)
+	s := startAPIOnly(t)
 	k := newKubectl(t, s)
 	k.run(t, "apply", "-f", manifest(t, "httpbin-deployment.yaml"))
 	var before appsv1.Deployment
@@ -366,7 +364,7 @@ func TestKubectlScale(t *testing.T) {
 
 func TestKubectlCordon(t *testing.T) {
 	skipShort(t)
-	s := testenv.StartServer(t)
+	s := startAPIOnly(t)
 	k := newKubectl(t, s)
 	if out := k.run(t, "create", "-f", manifest(t, "node.yaml")); strings.TrimSpace(out) != "node/node-1 created" {
 		t.Errorf("create node: %q", out)
@@ -400,7 +398,7 @@ func TestKubectlCordon(t *testing.T) {
 
 func TestKubectlDelete(t *testing.T) {
 	skipShort(t)
-	s := testenv.StartServer(t)
+	s := startAPIOnly(t)
 	k := newKubectl(t, s)
 	k.run(t, "create", "-f", manifest(t, "pods.yaml"))
 
@@ -458,7 +456,7 @@ func TestKubectlDelete(t *testing.T) {
 
 func TestKubectlDiscovery(t *testing.T) {
 	skipShort(t)
-	s := testenv.StartServer(t)
+	s := startAPIOnly(t)
 	k := newKubectl(t, s)
 
 	t.Run("raw", func(t *testing.T) {
@@ -567,7 +565,7 @@ func TestKubectlDiscovery(t *testing.T) {
 
 func TestKubectlErrors(t *testing.T) {
 	skipShort(t)
-	s := testenv.StartServer(t)
+	s := startAPIOnly(t)
 	k := newKubectl(t, s)
 	k.run(t, "apply", "-f", manifest(t, "httpbin-deployment.yaml"))
 	var before appsv1.Deployment

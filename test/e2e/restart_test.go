@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/tugboat-dev/tugboat/internal/testenv"
 	"github.com/tugboat-dev/tugboat/kernel/pki"
 )
 
@@ -100,7 +99,7 @@ func parseRV(t testing.TB, rv string) uint64 {
 func TestRestartAfterKill(t *testing.T) {
 	skipShort(t)
 	addr := freeAddr(t)
-	first := testenv.StartServer(t, "--listen", addr)
+	first := startAPIOnly(t, "--listen", addr)
 	k := newKubectl(t, first)
 
 	k.run(t, "create", "namespace", "restart")
@@ -145,7 +144,7 @@ func TestRestartAfterKill(t *testing.T) {
 		t.Fatal("tugboat server exited with status 0 after SIGKILL")
 	}
 
-	second := testenv.StartServer(t, "--listen", addr, "--data-dir", first.DataDir)
+	second := startAPIOnly(t, "--listen", addr, "--data-dir", first.DataDir)
 	if second.URL != first.URL {
 		t.Fatalf("restarted server at %s, first run at %s", second.URL, first.URL)
 	}
