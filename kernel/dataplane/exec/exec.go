@@ -57,6 +57,10 @@ type Runtime struct {
 
 	mu   sync.Mutex
 	ctrs map[string]*container
+	// starting reserves the IDs of containers Start is still setting up;
+	// they join ctrs (and so List and State) once their record is
+	// complete, so no reader sees a record being written.
+	starting map[string]struct{}
 
 	reapMu sync.Mutex // one reaper at a time: Wait4 must not race
 
@@ -110,12 +114,13 @@ func New(opts Options) (*Runtime, error) {
 		return nil, fmt.Errorf("exec runtime: %w", err)
 	}
 	r := &Runtime{
-		dir:     opts.Dir,
-		log:     opts.Logger,
-		root:    os.Geteuid() == 0,
-		changes: make(chan string, 1024),
-		ctrs:    make(map[string]*container),
-		stop:    make(chan struct{}),
+		dir:      opts.Dir,
+		log:      opts.Logger,
+		root:     os.Geteuid() == 0,
+		changes:  make(chan string, 1024),
+		ctrs:     make(map[string]*container),
+		starting: make(map[string]struct{}),
+		stop:     make(chan struct{}),
 	}
 	if err := r.load(); err != nil {
 		return nil, err
@@ -185,13 +190,19 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 		return fmt.Errorf("exec runtime: container id %q: %w", spec.ID, errdefs.ErrInvalid)
 	}
 	r.mu.Lock()
-	if _, ok := r.ctrs[spec.ID]; ok {
+	_, exists := r.ctrs[spec.ID]
+	if _, busy := r.starting[spec.ID]; exists || busy {
 		r.mu.Unlock()
 		return fmt.Errorf("exec runtime: container %s: %w", spec.ID, errdefs.ErrAlreadyExists)
 	}
 	c := &container{exited: make(chan struct{}), child: true}
-	r.ctrs[spec.ID] = c
+	r.starting[spec.ID] = struct{}{}
 	r.mu.Unlock()
+	// publish makes c visible; the caller holds r.mu.
+	publish := func() {
+		delete(r.starting, spec.ID)
+		r.ctrs[spec.ID] = c
+	}
 
 	dir := r.ctrDir(spec.ID)
 	c.rec = record{ID: spec.ID, Labels: spec.Labels, Image: spec.Image, Env: spec.Env, WorkingDir: spec.WorkingDir}
@@ -200,6 +211,7 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 	}
 	fail := func(err error) error {
 		r.mu.Lock()
+		delete(r.starting, spec.ID)
 		delete(r.ctrs, spec.ID)
 		r.mu.Unlock()
 		os.RemoveAll(dir)
@@ -231,7 +243,13 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 		logf.Close()
 		c.logf = nil
 		c.rec.Status, c.rec.StartedAt = dataplane.Running, time.Now()
-		if err := r.save(c); err != nil {
+		r.mu.Lock()
+		err := r.saveLocked(c)
+		if err == nil {
+			publish()
+		}
+		r.mu.Unlock()
+		if err != nil {
 			return fail(err)
 		}
 		return nil
@@ -244,7 +262,13 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 		c.writeLog("stderr", "tugboat exec runtime: "+err.Error())
 		close(c.exited)
 		logf.Close()
-		if err := r.save(c); err != nil {
+		r.mu.Lock()
+		err := r.saveLocked(c)
+		if err == nil {
+			publish()
+		}
+		r.mu.Unlock()
+		if err != nil {
 			return fail(err)
 		}
 		r.notify(spec.ID)
@@ -294,6 +318,7 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 	c.rec.ProcStart = procStart(c.rec.Pid)
 	c.rec.Status = dataplane.Running
 	c.rec.StartedAt = time.Now()
+	publish()
 	err = r.saveLocked(c)
 	r.mu.Unlock()
 	cmd.Process.Release() // reaped by pid in reap
