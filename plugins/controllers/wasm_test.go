@@ -17,13 +17,17 @@ import (
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
+	"github.com/tugboat-dev/tugboat/plugins/controllers/cronjob/cronjob"
+	"github.com/tugboat-dev/tugboat/plugins/controllers/daemonset/daemonset"
 	"github.com/tugboat-dev/tugboat/plugins/controllers/deployment/deployment"
 	"github.com/tugboat-dev/tugboat/plugins/controllers/endpoints/endpoints"
 	"github.com/tugboat-dev/tugboat/plugins/controllers/garbage-collector/gc"
+	"github.com/tugboat-dev/tugboat/plugins/controllers/hpa/hpa"
 	"github.com/tugboat-dev/tugboat/plugins/controllers/job/job"
 	"github.com/tugboat-dev/tugboat/plugins/controllers/namespace/namespace"
 	"github.com/tugboat-dev/tugboat/plugins/controllers/node-lifecycle/nodelifecycle"
 	"github.com/tugboat-dev/tugboat/plugins/controllers/replicaset/replicaset"
+	"github.com/tugboat-dev/tugboat/plugins/controllers/statefulset/statefulset"
 	"github.com/tugboat-dev/tugboat/runtime"
 	"github.com/tugboat-dev/tugboat/sdk"
 	"github.com/tugboat-dev/tugboat/sdk/plugintest"
@@ -68,6 +72,10 @@ func TestBuiltinControllersAsWasm(t *testing.T) {
 		{"endpoints", endpoints.Manifest(), endpoints.Spec(), endpoints.Services},
 		{"job", job.Manifest(), job.Spec(), job.Jobs},
 		{"node-lifecycle", nodelifecycle.Manifest(), nodelifecycle.Spec(), nodelifecycle.Nodes},
+		{"daemonset", daemonset.Manifest(), daemonset.Spec(), daemonset.DaemonSets},
+		{"statefulset", statefulset.Manifest(), statefulset.Spec(), statefulset.StatefulSets},
+		{"cronjob", cronjob.Manifest(), cronjob.Spec(), cronjob.CronJobs},
+		{"hpa", hpa.Manifest(), hpa.Spec(), hpa.HPAs},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			p, err := e.Load(context.Background(), runtime.PluginConfig{Name: tc.dir, Path: plugintest.BuildWasm(t, tc.dir), Host: emptyHost{}})
