@@ -89,6 +89,69 @@ const (
 	ExportReconcile = "tugboat_reconcile"
 )
 
+// # Binary admission requests (optional, additive within ABI v1)
+//
+// Stepping over JSON costs a Go Wasm guest 3-6 ns per byte and a few tens
+// of ns per member, so decoding the AdmissionRequest JSON used to be most of
+// an admission call. A guest may instead read the request in a binary
+// layout that needs no scanning.
+
+// ExportAdmitLayout is an optional export, () -> i32, of admission plugins:
+// the highest AdmitLayout* the guest reads as ExportAdmit's input. The host
+// asks once per loaded module and uses the highest layout it knows that is
+// not above the answer; a module without the export gets AdmitLayoutJSON.
+// Every guest must read AdmitLayoutJSON (it tells the layouts apart by the
+// first byte). The result of ExportAdmit stays AdmissionResponse JSON.
+const ExportAdmitLayout = "tugboat_admit_layout"
+
+// Admission request layouts.
+const (
+	// AdmitLayoutJSON: admission.k8s.io/v1 AdmissionRequest JSON.
+	AdmitLayoutJSON = 0
+	// AdmitLayoutBinary: AdmitBinaryMagic, then flags (uint32, the
+	// AdmitFlag* bits), then a field count n (uint32), then n fields in
+	// AdmitField* order, each a uint32 length and that many bytes. Integers
+	// are little-endian. A reader ignores fields past those it knows and
+	// treats missing ones as empty, so later versions may append fields.
+	AdmitLayoutBinary = 1
+)
+
+// AdmitBinaryMagic starts every AdmitLayoutBinary request; JSON never
+// starts with a zero byte.
+const AdmitBinaryMagic = "\x00tba"
+
+// AdmitFlagDryRun is set when the request is a dry run.
+const AdmitFlagDryRun = 1
+
+// Fields of an AdmitLayoutBinary request, in order. Strings are UTF-8 and
+// empty when unset. AdmitFieldGroups holds the user's groups, each a uint32
+// length and that many bytes. AdmitFieldObject, AdmitFieldOldObject and
+// AdmitFieldOptions hold JSON (empty when absent), exactly as the JSON
+// layout would carry them. The layout has no requestKind,
+// requestResource, requestSubResource or userInfo.extra: a guest that needs
+// them reads AdmitLayoutJSON.
+const (
+	AdmitFieldUID = iota
+	AdmitFieldKindGroup
+	AdmitFieldKindVersion
+	AdmitFieldKind
+	AdmitFieldResourceGroup
+	AdmitFieldResourceVersion
+	AdmitFieldResource
+	AdmitFieldSubResource
+	AdmitFieldName
+	AdmitFieldNamespace
+	AdmitFieldOperation
+	AdmitFieldUsername
+	AdmitFieldUserUID
+	AdmitFieldGroups
+	AdmitFieldObject
+	AdmitFieldOldObject
+	AdmitFieldOptions
+	// AdmitFieldCount is the number of fields in this version.
+	AdmitFieldCount
+)
+
 // Plugin kinds a module may declare in its Manifest.
 const (
 	KindMutatingAdmission   = "admission/mutating"

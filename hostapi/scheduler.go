@@ -79,7 +79,9 @@ import (
 //	                   has podAffinity or podAntiAffinity; else empty).
 //	SchedOpPodRemove   u32 index (node), u32 podID.
 //
-// Pod IDs are the host's, unique among the pods of the table. Node indexes
+// Pod IDs are the host's, unique among the pods of the table, small and
+// dense (from 1; the id of a forgotten pod is reused, after its
+// SchedOpPodRemove), so a guest may index a table by them. Node indexes
 // are small and stable while the node exists; a removed node's index may
 // be reused by a later SchedOpNodeSet. The requested resources of a node
 // are the sum of its pods' requests (the guest sums them).
@@ -93,7 +95,13 @@ import (
 //	                        every candidate passes.
 //	SchedStatusOK, score:   u32 n, n × i64 score (0..SchedMaxScore; the
 //	                        host clamps), one per candidate. n = 0 means
-//	                        every score is 0.
+//	                        every score is 0. A module that computes
+//	                        several scorers in one walk (score parts, e.g.
+//	                        NodeResourcesFit and BalancedAllocation, which
+//	                        its settings enabled) appends one such vector
+//	                        per part, in order; the host weighs each part
+//	                        by its own weight and expects as many vectors
+//	                        as the profile configured parts.
 //	SchedStatusSkip:        nothing follows: the plugin has nothing to do
 //	                        for this pod (kube-scheduler's PreFilter or
 //	                        PreScore "Skip"): every candidate passes, or the

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -117,26 +116,19 @@ func (a *Admission) Admit(ctx context.Context, req *admissionv1.AdmissionRequest
 }
 
 func (a *Admission) call(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
-	in, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("encode request: %w", err)
+	var callErr error
+	resp, err := AdmitWith(a.p.admitLayout, req, func(in []byte) ([]byte, error) {
+		var out []byte
+		out, callErr = a.p.Call(ctx, hostapi.ExportAdmit, in)
+		return out, callErr
+	})
+	switch {
+	case err == nil:
+		return resp, nil
+	case callErr != nil:
+		return nil, callErr
 	}
-	out, err := a.p.Call(ctx, hostapi.ExportAdmit, in)
-	if err != nil {
-		return nil, err
-	}
-	var resp admissionv1.AdmissionResponse
-	if err := json.Unmarshal(out, &resp); err != nil || len(out) == 0 {
-		return nil, fmt.Errorf("plugin %q returned an invalid admission response: %w", a.p.name, errdefs.ErrInvalid)
-	}
-	if !resp.Allowed && resp.Result != nil && resp.Result.Code >= http.StatusInternalServerError {
-		// The SDK reports a plugin's own error this way.
-		return nil, fmt.Errorf("plugin %q reported an error: %s", a.p.name, resp.Result.Message)
-	}
-	if resp.PatchType != nil && *resp.PatchType != admissionv1.PatchTypeJSONPatch {
-		return nil, fmt.Errorf("plugin %q returned patch type %q: %w", a.p.name, *resp.PatchType, errdefs.ErrInvalid)
-	}
-	return &resp, nil
+	return nil, fmt.Errorf("plugin %q %w", a.p.name, err)
 }
 
 // failed applies the failure policy to a plugin error.

@@ -54,7 +54,8 @@ func BenchmarkWatchdog(b *testing.B) {
 	}{{"kernel", in.wd}, {"timer", newTimerWatchdog(stop)}} {
 		b.Run(tc.name, func(b *testing.B) {
 			for b.Loop() {
-				tc.wd.arm(time.Second)
+				now := time.Now()
+				tc.wd.arm(now.Add(time.Second), now.Add(time.Second+watchdogSlack))
 				tc.wd.disarm()
 			}
 		})

@@ -95,6 +95,10 @@ func (in *instance) context(ctx context.Context) context.Context {
 	return context.WithValue(ctx, instanceKey{}, in)
 }
 
+// watchdogSlack is how late after its deadline a call's watchdog may fire
+// at most (a quarter of the plugin's timeout if that is less).
+const watchdogSlack = 10 * time.Millisecond
+
 // begin starts a sequence of guest calls that must end by deadline: it
 // arms the watchdog and, for a context that can end, stops the guest when
 // it does. end must follow.
@@ -105,7 +109,16 @@ func (in *instance) begin(ctx context.Context, deadline time.Time) error {
 		in.stopCancel = nil
 		return errdefs.ErrPluginTimeout
 	}
-	in.wd.arm(d)
+	// Any expiry up to watchdogSlack after the deadline enforces it; the
+	// lazy kernel watchdog sets its timer once for many short calls.
+	latest := deadline.Add(min(in.p.timeout/4, watchdogSlack))
+	if cd, ok := ctx.Deadline(); ok && cd.Before(latest) {
+		latest = deadline
+		if cd.After(deadline) {
+			latest = cd
+		}
+	}
+	in.wd.arm(deadline, latest)
 	in.stopCancel = nil
 	if ctx.Done() != nil {
 		in.stopCancel = context.AfterFunc(ctx, in.cancel)

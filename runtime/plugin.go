@@ -68,6 +68,7 @@ type Plugin struct {
 	compiled    wazero.CompiledModule
 	manifest    hostapi.Manifest
 	relevance   [2]uint64 // a scheduler plugin's filter and score relevance
+	admitLayout int32     // the admission request layout (hostapi.AdmitLayout*)
 	grants      map[string]bool
 	output      *guestOutput
 	pool        *pool
@@ -124,6 +125,10 @@ func (e *Engine) load(ctx context.Context, cfg PluginConfig) (*Plugin, error) {
 		return nil, err
 	}
 	if err := p.readRelevance(ctx, first); err != nil {
+		first.close(ctx)
+		return nil, err
+	}
+	if err := p.readAdmitLayout(ctx, first); err != nil {
 		first.close(ctx)
 		return nil, err
 	}

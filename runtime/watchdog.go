@@ -25,9 +25,12 @@ import (
 // arm, disarm and fireNow may be called from different goroutines; close
 // is called once, after the last disarm.
 type watchdog interface {
-	// arm sets the flag after d unless disarmed first.
-	arm(d time.Duration)
-	// disarm cancels a pending arm.
+	// arm makes sure the flag gets set at some time between deadline and
+	// latest unless the call ends first. A flag that an earlier arm left
+	// to be set after its call ended is cleared first.
+	arm(deadline, latest time.Time)
+	// disarm ends the call. A lazy watchdog leaves its timer running, so
+	// that the next calls need not set it again; arm clears what it sets.
 	disarm()
 	// fireNow sets the flag as soon as possible (the call was canceled).
 	fireNow()
@@ -53,7 +56,7 @@ func newTimerWatchdog(stop api.MutableGlobal) *timerWatchdog {
 	return w
 }
 
-func (w *timerWatchdog) arm(d time.Duration) { w.timer.Reset(d) }
+func (w *timerWatchdog) arm(deadline, _ time.Time) { w.timer.Reset(time.Until(deadline)) }
 
 func (w *timerWatchdog) disarm() { w.timer.Stop() }
 

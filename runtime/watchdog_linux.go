@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -22,14 +23,27 @@ import (
 // with the flag's storage as the read buffer: when the timer expires the
 // kernel copies the expiration count (non-zero) straight into the flag,
 // with no Go code involved, so it works while the Go runtime is stopping
-// the world. Arming and disarming are one timerfd_settime(2) each. The
-// reader returns once; an instance whose watchdog fired is never reused.
+// the world.
+//
+// The watchdog is lazy, because a timerfd_settime(2) costs about as much
+// as a whole short guest call: a call's deadline is enforced by any
+// expiry between the deadline and a little later (see instance.begin), so
+// the timer set for one call also serves the calls that follow while
+// their deadlines fall before it, and disarm does nothing. When the timer
+// expires between calls the reader reads again, and the next arm clears
+// the flag once the reader is back in read(2).
 type kernelWatchdog struct {
-	fd   int
-	cell unsafe.Pointer // the flag's 8 bytes; keeps their allocation alive
-	done chan struct{}  // closed when the reader has returned
+	fd    int
+	tid   int            // the reader's thread
+	cell  unsafe.Pointer // the flag's 8 bytes; keeps their allocation alive
+	done  chan struct{}  // closed when the reader has returned
+	reads atomic.Uint64  // read(2) calls the reader has come back from
+	// closing tells the reader to stop at its next wake-up.
+	closing atomic.Bool
 
 	mu     sync.Mutex
+	expiry time.Time // when the timer expires; zero when not set
+	seen   uint64    // reads when the flag was last cleared
 	closed bool
 }
 
@@ -47,11 +61,13 @@ func newWatchdog(stop api.MutableGlobal) (watchdog, error) {
 	w := &kernelWatchdog{fd: fd, cell: cell, done: make(chan struct{})}
 	tid := make(chan int, 1)
 	go w.read(tid)
-	waitInRead(<-tid)
+	w.tid = <-tid
+	waitInRead(w.tid)
 	return w, nil
 }
 
-// read blocks in read(2) until the timer expires or close wakes it.
+// read blocks in read(2) until the timer expires, again and again until
+// close.
 func (w *kernelWatchdog) read(tid chan<- int) {
 	runtime.LockOSThread() // the thread ends with the goroutine
 	tid <- unix.Gettid()
@@ -59,7 +75,11 @@ func (w *kernelWatchdog) read(tid chan<- int) {
 		// syscall.Syscall, not unix.Read: the buffer is not Go-managed
 		// data the race detector should see written by this goroutine.
 		_, _, errno := syscall.Syscall(syscall.SYS_READ, uintptr(w.fd), uintptr(w.cell), 8)
-		if errno != syscall.EINTR {
+		if errno == syscall.EINTR {
+			continue
+		}
+		w.reads.Add(1)
+		if errno != 0 || w.closing.Load() {
 			break
 		}
 	}
@@ -82,23 +102,50 @@ func waitInRead(tid int) {
 	}
 }
 
+// settime sets the timer to expire after d (> 0); w.mu held. The expiry
+// it records is never later than the kernel's.
 func (w *kernelWatchdog) settime(d time.Duration) {
-	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		_ = unix.TimerfdSettime(w.fd, 0, &spec, nil)
+	if w.closed {
+		return
 	}
+	w.expiry = time.Now().Add(d)
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
+	_ = unix.TimerfdSettime(w.fd, 0, &spec, nil)
 }
 
-func (w *kernelWatchdog) arm(d time.Duration) { w.settime(max(d, time.Nanosecond)) }
+func (w *kernelWatchdog) arm(deadline, latest time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	flag := (*uint64)(w.cell)
+	if atomic.LoadUint64(flag) != 0 || !w.expiry.IsZero() && !time.Now().Before(w.expiry) {
+		// The timer expired after the last call (the kernel may still be
+		// writing the flag): wait until the reader has come back and is
+		// in read(2) again, then clear the flag.
+		for w.reads.Load() == w.seen {
+			runtime.Gosched()
+		}
+		waitInRead(w.tid)
+		w.seen = w.reads.Load()
+		atomic.StoreUint64(flag, 0)
+		w.expiry = time.Time{}
+	}
+	if !w.expiry.IsZero() && !w.expiry.Before(deadline) && !w.expiry.After(latest) {
+		return // the running timer serves this call
+	}
+	w.settime(max(time.Until(latest), time.Nanosecond))
+}
 
-func (w *kernelWatchdog) disarm() { w.settime(0) }
+func (w *kernelWatchdog) disarm() {}
 
-func (w *kernelWatchdog) fireNow() { w.settime(time.Nanosecond) }
+func (w *kernelWatchdog) fireNow() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.settime(time.Nanosecond)
+}
 
 // close wakes the reader if it still waits, then releases the timerfd.
 func (w *kernelWatchdog) close() {
+	w.closing.Store(true)
 	w.fireNow()
 	<-w.done
 	w.mu.Lock()

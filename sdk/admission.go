@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/sdk/rawjson"
 )
 
@@ -111,9 +112,20 @@ func failed(uid string, err error) *AdmissionResponse {
 // errBadRequest reports an input that is not an AdmissionRequest.
 var errBadRequest = errors.New("sdk: malformed admission request")
 
-// DecodeAdmissionRequest parses an admission.k8s.io/v1 AdmissionRequest.
-// Fields outside the mirror are skipped; the result aliases in.
+// DecodeAdmissionRequest parses an admission request in either layout the
+// host sends (hostapi.AdmitLayoutJSON: admission.k8s.io/v1
+// AdmissionRequest JSON, or hostapi.AdmitLayoutBinary). Fields outside the
+// mirror are skipped; Object, OldObject and Options alias in.
 func DecodeAdmissionRequest(in []byte) (*AdmissionRequest, error) {
+	return decodeRequest(in, nil)
+}
+
+// decodeRequest is DecodeAdmissionRequest; strings of a binary request
+// come from last when they repeat (nil: always new strings).
+func decodeRequest(in []byte, last *lastStrings) (*AdmissionRequest, error) {
+	if len(in) > 0 && in[0] == hostapi.AdmitBinaryMagic[0] {
+		return decodeBinaryRequest(in, last)
+	}
 	v := rawjson.Value(in)
 	if v.Kind() != rawjson.Object {
 		return nil, errBadRequest
@@ -164,6 +176,142 @@ func DecodeAdmissionRequest(in []byte) (*AdmissionRequest, error) {
 		return nil, errBadRequest
 	}
 	return req, nil
+}
+
+// lastStrings holds the previous binary request of a Wasm guest: the
+// request value, which the next call reuses, and its strings field by
+// field. Kinds, resources, namespaces and users repeat from call to call,
+// and a Wasm guest saves an allocation (hundreds of ns) for each one that
+// does.
+type lastStrings struct {
+	req    AdmissionRequest
+	fields [hostapi.AdmitFieldCount]string
+	groups []string
+}
+
+// str returns b as a string, the previous one of field f if equal.
+func (l *lastStrings) str(f int, b []byte) string {
+	if l == nil {
+		return string(b)
+	}
+	if string(b) != l.fields[f] {
+		l.fields[f] = string(b)
+	}
+	return l.fields[f]
+}
+
+// decodeGroups reads the groups field; with last, the previous request's
+// slice when the groups are the same.
+func decodeGroups(b []byte, last *lastStrings) ([]string, error) {
+	n := 0
+	same := last != nil
+	for g := b; len(g) > 0; n++ {
+		v, r, ok := cutField(g)
+		if !ok {
+			return nil, errBadRequest
+		}
+		same = same && n < len(last.groups) && string(v) == last.groups[n]
+		g = r
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	if same && n == len(last.groups) {
+		return last.groups[:n:n], nil
+	}
+	groups := make([]string, n)
+	for i := range groups {
+		v, r, _ := cutField(b)
+		groups[i] = string(v)
+		b = r
+	}
+	if last != nil {
+		last.groups = groups
+	}
+	return groups, nil
+}
+
+// decodeBinaryRequest parses a hostapi.AdmitLayoutBinary request.
+func decodeBinaryRequest(in []byte, last *lastStrings) (*AdmissionRequest, error) {
+	const head = len(hostapi.AdmitBinaryMagic) + 8
+	if len(in) < head || string(in[:len(hostapi.AdmitBinaryMagic)]) != hostapi.AdmitBinaryMagic {
+		return nil, errBadRequest
+	}
+	flags := le32(in[head-8:])
+	n := le32(in[head-4:])
+	var f [hostapi.AdmitFieldCount][]byte
+	rest := in[head:]
+	for i := uint32(0); i < n; i++ {
+		b, r, ok := cutField(rest)
+		if !ok {
+			return nil, errBadRequest
+		}
+		if i < uint32(len(f)) {
+			f[i] = b
+		}
+		rest = r
+	}
+	var req *AdmissionRequest
+	if last != nil {
+		req = &last.req
+	} else {
+		req = new(AdmissionRequest)
+	}
+	*req = AdmissionRequest{
+		UID: string(f[hostapi.AdmitFieldUID]),
+		Kind: GroupVersionKind{
+			last.str(hostapi.AdmitFieldKindGroup, f[hostapi.AdmitFieldKindGroup]),
+			last.str(hostapi.AdmitFieldKindVersion, f[hostapi.AdmitFieldKindVersion]),
+			last.str(hostapi.AdmitFieldKind, f[hostapi.AdmitFieldKind]),
+		},
+		Resource: GroupVersionResource{
+			last.str(hostapi.AdmitFieldResourceGroup, f[hostapi.AdmitFieldResourceGroup]),
+			last.str(hostapi.AdmitFieldResourceVersion, f[hostapi.AdmitFieldResourceVersion]),
+			last.str(hostapi.AdmitFieldResource, f[hostapi.AdmitFieldResource]),
+		},
+		SubResource: last.str(hostapi.AdmitFieldSubResource, f[hostapi.AdmitFieldSubResource]),
+		Name:        last.str(hostapi.AdmitFieldName, f[hostapi.AdmitFieldName]),
+		Namespace:   last.str(hostapi.AdmitFieldNamespace, f[hostapi.AdmitFieldNamespace]),
+		Operation:   Operation(last.str(hostapi.AdmitFieldOperation, f[hostapi.AdmitFieldOperation])),
+		UserInfo: UserInfo{
+			Username: last.str(hostapi.AdmitFieldUsername, f[hostapi.AdmitFieldUsername]),
+			UID:      last.str(hostapi.AdmitFieldUserUID, f[hostapi.AdmitFieldUserUID]),
+		},
+		Object:    nonEmpty(f[hostapi.AdmitFieldObject]),
+		OldObject: nonEmpty(f[hostapi.AdmitFieldOldObject]),
+		DryRun:    flags&hostapi.AdmitFlagDryRun != 0,
+		Options:   nonEmpty(f[hostapi.AdmitFieldOptions]),
+	}
+	groups, err := decodeGroups(f[hostapi.AdmitFieldGroups], last)
+	if err != nil {
+		return nil, err
+	}
+	req.UserInfo.Groups = groups
+	return req, nil
+}
+
+// cutField splits off one length-prefixed field.
+func cutField(b []byte) (field, rest []byte, ok bool) {
+	if len(b) < 4 {
+		return nil, nil, false
+	}
+	n := le32(b)
+	if uint64(n) > uint64(len(b)-4) {
+		return nil, nil, false
+	}
+	return b[4 : 4+n : 4+n], b[4+n:], true
+}
+
+func le32(b []byte) uint32 {
+	_ = b[3]
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+func nonEmpty(b []byte) rawjson.Value {
+	if len(b) == 0 {
+		return nil
+	}
+	return rawjson.Value(b)
 }
 
 func decodeUserInfo(v rawjson.Value) UserInfo {

@@ -67,13 +67,20 @@ func exportConfigure(ptr, size uint32) uint64 {
 	return finish(out)
 }
 
+// admitStrings are the previous request's strings (calls never overlap in
+// a guest).
+var admitStrings lastStrings
+
+//go:wasmexport tugboat_admit_layout
+func exportAdmitLayout() int32 { return hostapi.AdmitLayoutBinary }
+
 //go:wasmexport tugboat_admit
 func exportAdmit(ptr, size uint32) uint64 {
 	in := input(ptr, size)
 	if registered == nil {
 		out = failed("", errNoPlugin).appendJSON(reuse(out), "")
 	} else {
-		out = registered.admit(reuse(out), in)
+		out = registered.admitWith(reuse(out), in, &admitStrings)
 	}
 	return finish(out)
 }

@@ -114,14 +114,18 @@ func hasMembers(v rawjson.Value) bool {
 
 // admit decodes one request, runs the plugin and appends the response JSON
 // to dst. Every failure becomes a response (see failed).
-func (m *Module) admit(dst, in []byte) []byte {
+func (m *Module) admit(dst, in []byte) []byte { return m.admitWith(dst, in, nil) }
+
+// admitWith is admit, taking repeated strings of binary requests from last
+// (nil: none; only a caller that never overlaps calls may pass one).
+func (m *Module) admitWith(dst, in []byte, last *lastStrings) []byte {
 	if m.err != nil {
 		return failed("", m.err).appendJSON(dst, "")
 	}
 	if m.admitter == nil {
 		return failed("", errors.New("sdk: module "+m.manifest.Name+" is not an admission plugin")).appendJSON(dst, "")
 	}
-	req, err := DecodeAdmissionRequest(in)
+	req, err := decodeRequest(in, last)
 	if err != nil {
 		return failed("", err).appendJSON(dst, "")
 	}

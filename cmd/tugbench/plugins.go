@@ -247,17 +247,13 @@ func measureAdmission(ctx context.Context, cfg pluginsConfig, plugin, tmp string
 	if err := mod.Configure(requireTeam); err != nil {
 		return err
 	}
+	// The native path runs the same plugin layer (request encoding in the
+	// layout the Wasm module reads, response decoding) around the same
+	// plugin package compiled natively.
 	native := func(_ context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
-		in, err := json.Marshal(req)
-		if err != nil {
-			return nil, err
-		}
-		out, err := mod.Call(hostapi.ExportAdmit, in)
-		if err != nil {
-			return nil, err
-		}
-		var resp admissionv1.AdmissionResponse
-		return &resp, json.Unmarshal(out, &resp)
+		return wasmrt.AdmitWith(p.AdmitLayout(), req, func(in []byte) ([]byte, error) {
+			return mod.Call(hostapi.ExportAdmit, in)
+		})
 	}
 	paths := []struct {
 		name  string

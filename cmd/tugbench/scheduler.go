@@ -61,6 +61,7 @@ type schedConfig struct {
 	without      string
 	offline      bool
 	parallel     int
+	rounds       int
 }
 
 func parseSchedFlags(args []string) (schedConfig, error) {
@@ -78,6 +79,7 @@ func parseSchedFlags(args []string) (schedConfig, error) {
 	fs.IntVar(&cfg.creators, "creators", 32, "concurrent clients creating the nodes and pods")
 	fs.BoolVar(&cfg.offline, "offline", false, "diagnostics: run the profile over a snapshot built in memory (no API server, no binding) and report CPU per pod")
 	fs.IntVar(&cfg.parallel, "parallel", 0, "plugins called at once per pod (Profile.SetParallelism); 0 = the driver's default")
+	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds of basic/wasm and basic/native, interleaved (wasm first in odd rounds, native first in even ones); the ratio is of the median throughputs")
 	fs.StringVar(&cfg.without, "without", "", "comma-separated .wasm files of built-ins to leave out (diagnostics)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -85,8 +87,8 @@ func parseSchedFlags(args []string) (schedConfig, error) {
 	if fs.NArg() != 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q: %w", fs.Args(), errdefs.ErrInvalid)
 	}
-	if cfg.nodes < 1 || cfg.basicPods < 1 || cfg.antiPods < 1 || cfg.affinityPods < 1 || cfg.creators < 1 {
-		return cfg, fmt.Errorf("-nodes, -*-pods and -creators must be positive: %w", errdefs.ErrInvalid)
+	if cfg.nodes < 1 || cfg.basicPods < 1 || cfg.antiPods < 1 || cfg.affinityPods < 1 || cfg.creators < 1 || cfg.rounds < 1 {
+		return cfg, fmt.Errorf("-nodes, -*-pods, -creators and -rounds must be positive: %w", errdefs.ErrInvalid)
 	}
 	return cfg, nil
 }
@@ -98,20 +100,26 @@ type builtin struct {
 	filter bool
 	weight int64 // 0: not a scorer
 	native func() (any, sdk.Manifest)
+	// settings configure the module; parts are its score parts (see
+	// kscheduler.PluginConfig.Parts) when it hosts several scorers.
+	settings string
+	parts    []kscheduler.ScorePart
 }
 
 // builtins is the default profile in filter order (cheap, selective
 // filters first) with kube-scheduler's default weights.
 var builtins = []builtin{
-	{"nodeunschedulable.wasm", true, 0, func() (any, sdk.Manifest) { return nodeunschedulable.New(), nodeunschedulable.Manifest() }},
-	{"nodename.wasm", true, 0, func() (any, sdk.Manifest) { return nodename.New(), nodename.Manifest() }},
-	{"tainttoleration.wasm", true, 3, func() (any, sdk.Manifest) { return tainttoleration.New(), tainttoleration.Manifest() }},
-	{"nodeaffinity.wasm", true, 2, func() (any, sdk.Manifest) { return nodeaffinity.New(), nodeaffinity.Manifest() }},
-	{"noderesources.wasm", true, 1, func() (any, sdk.Manifest) { return noderesources.NewFit(), noderesources.FitManifest() }},
-	{"podtopologyspread.wasm", true, 2, func() (any, sdk.Manifest) { return podtopologyspread.New(), podtopologyspread.Manifest() }},
-	{"interpodaffinity.wasm", true, 2, func() (any, sdk.Manifest) { return interpodaffinity.New(), interpodaffinity.Manifest() }},
-	{"balancedallocation.wasm", false, 1, func() (any, sdk.Manifest) { return noderesources.NewBalanced(), noderesources.BalancedManifest() }},
-	{"imagelocality.wasm", false, 1, func() (any, sdk.Manifest) { return imagelocality.New(), imagelocality.Manifest() }},
+	{"nodeunschedulable.wasm", true, 0, func() (any, sdk.Manifest) { return nodeunschedulable.New(), nodeunschedulable.Manifest() }, "", nil},
+	{"nodename.wasm", true, 0, func() (any, sdk.Manifest) { return nodename.New(), nodename.Manifest() }, "", nil},
+	{"tainttoleration.wasm", true, 3, func() (any, sdk.Manifest) { return tainttoleration.New(), tainttoleration.Manifest() }, "", nil},
+	{"nodeaffinity.wasm", true, 2, func() (any, sdk.Manifest) { return nodeaffinity.New(), nodeaffinity.Manifest() }, "", nil},
+	// NodeResourcesFit hosts NodeResourcesBalancedAllocation as a second
+	// score part, as the server's default profile does.
+	{"noderesources.wasm", true, 1, func() (any, sdk.Manifest) { return noderesources.NewFit(), noderesources.FitManifest() },
+		`{"balancedAllocation": {}}`, []kscheduler.ScorePart{{Name: "NodeResourcesFit", Weight: 1}, {Name: "NodeResourcesBalancedAllocation", Weight: 1}}},
+	{"podtopologyspread.wasm", true, 2, func() (any, sdk.Manifest) { return podtopologyspread.New(), podtopologyspread.Manifest() }, "", nil},
+	{"interpodaffinity.wasm", true, 2, func() (any, sdk.Manifest) { return interpodaffinity.New(), interpodaffinity.Manifest() }, "", nil},
+	{"imagelocality.wasm", false, 1, func() (any, sdk.Manifest) { return imagelocality.New(), imagelocality.Manifest() }, "", nil},
 }
 
 // workload is one scheduling benchmark.
@@ -159,7 +167,15 @@ func runScheduler(args []string) error {
 		{"antiaffinity", cfg.antiPods, antiAffinityPod},
 		{"nodeaffinity", cfg.affinityPods, nodeAffinityPod},
 	}
-	plan := []string{"basic/wasm", "basic/native", "antiaffinity/wasm", "nodeaffinity/wasm"}
+	var plan []string
+	for r := range cfg.rounds {
+		if r%2 == 0 {
+			plan = append(plan, "basic/wasm", "basic/native")
+		} else {
+			plan = append(plan, "basic/native", "basic/wasm")
+		}
+	}
+	plan = append(plan, "antiaffinity/wasm", "nodeaffinity/wasm")
 	if cfg.only != "" {
 		plan = strings.Split(cfg.only, ",")
 	}
@@ -389,8 +405,12 @@ func benchProfile(ctx context.Context, engine *wasmrt.Engine, mode, dir string, 
 		}
 		var pc kscheduler.PluginConfig
 		if mode == "wasm" {
+			var settings []byte
+			if b.settings != "" {
+				settings = []byte(b.settings)
+			}
 			p, err := engine.Load(ctx, wasmrt.PluginConfig{
-				Name: strings.TrimSuffix(b.file, ".wasm"), Path: filepath.Join(dir, b.file),
+				Name: strings.TrimSuffix(b.file, ".wasm"), Path: filepath.Join(dir, b.file), Settings: settings,
 				PoolSize: 1, MemoryLimit: wasmrt.DefaultSchedulerMemoryLimit, Timeout: 10 * time.Second,
 			})
 			if err != nil {
@@ -407,7 +427,11 @@ func benchProfile(ctx context.Context, engine *wasmrt.Engine, mode, dir string, 
 			if err != nil {
 				return nil, nil, err
 			}
-			if err := mod.Configure(nil); err != nil {
+			var settings []byte
+			if b.settings != "" {
+				settings = []byte(b.settings)
+			}
+			if err := mod.Configure(settings); err != nil {
 				return nil, nil, err
 			}
 			m := mod.Manifest()
@@ -419,6 +443,7 @@ func benchProfile(ctx context.Context, engine *wasmrt.Engine, mode, dir string, 
 		}
 		pc.Filter = pc.Filter && b.filter
 		pc.Score = pc.Score && b.weight > 0
+		pc.Parts = b.parts
 		cfgs = append(cfgs, pc)
 	}
 	prof, err := kscheduler.NewProfile(kscheduler.DefaultSchedulerName, cfgs)
@@ -536,17 +561,44 @@ func printSchedResults(w io.Writer, cfg schedConfig, runs []schedRun) {
 	fmt.Fprintf(w, "       time = scheduler start (incl. its initial LIST) to the last binding written; %d built-in plugins\n\n", len(builtins))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "workload\tplugins\tpods\tseconds\tstartup s\tCPU ms/pod\tpods/s")
-	rate := map[string]float64{}
+	rates := map[string][]float64{}
+	cpus := map[string][]float64{}
 	for _, r := range runs {
+		cpu := float64(r.cpu.Microseconds()) / 1000 / float64(r.pods)
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.2f\t%.2f\t%.0f\n", r.workload, r.mode, r.pods, r.elapsed.Seconds(),
-			r.startup.Seconds(), float64(r.cpu.Microseconds())/1000/float64(r.pods), r.perSec)
-		rate[r.workload+"/"+r.mode] = r.perSec
+			r.startup.Seconds(), cpu, r.perSec)
+		rates[r.workload+"/"+r.mode] = append(rates[r.workload+"/"+r.mode], r.perSec)
+		cpus[r.workload+"/"+r.mode] = append(cpus[r.workload+"/"+r.mode], cpu)
 	}
 	tw.Flush()
+	rate := map[string]float64{}
+	for k, v := range rates {
+		rate[k] = median(v)
+	}
 	ratio := 0.0
 	if rate["basic/native"] > 0 {
 		ratio = rate["basic/wasm"] / rate["basic/native"]
 	}
+	if n := len(rates["basic/wasm"]); n > 1 || len(rates["basic/native"]) > 1 {
+		fmt.Fprintf(w, "\nbasic: median of %d wasm and %d native runs (interleaved): %.0f vs %.0f pods/s = %.2f;\n", n,
+			len(rates["basic/native"]), rate["basic/wasm"], rate["basic/native"], ratio)
+	}
+	if cw, cn := median(cpus["basic/wasm"]), median(cpus["basic/native"]); cw > 0 && cn > 0 {
+		fmt.Fprintf(w, "basic: median CPU per pod (whole process) %.3f ms wasm vs %.3f ms native: CPU-time throughput ratio %.2f\n", cw, cn, cn/cw)
+	}
 	fmt.Fprintf(w, "\nRESULT sched_basic_pods_per_s=%.0f sched_antiaffinity_pods_per_s=%.0f sched_nodeaffinity_pods_per_s=%.0f sched_wasm_vs_native=%.2f\n",
 		rate["basic/wasm"], rate["antiaffinity/wasm"], rate["nodeaffinity/wasm"], ratio)
+}
+
+// median returns the median of v (0 for none).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }

@@ -29,6 +29,7 @@ import (
 type AgentConfig struct {
 	NodeName           string   `mapstructure:"node-name"`
 	Runtime            string   `mapstructure:"runtime"`
+	NetworkMode        string   `mapstructure:"network-mode"`
 	DisableAgent       bool     `mapstructure:"disable-agent"`
 	NodeLabels         []string `mapstructure:"node-labels"`
 	RegisterWithTaints []string `mapstructure:"register-with-taints"`
@@ -50,6 +51,7 @@ func agentOptions() []option {
 	return append([]option{
 		{"node-name", "", "name of the local node (a DNS subdomain); empty means the host name, lower-cased"},
 		{"runtime", "exec", "workload runtime of the local node: " + strings.Join(runtimes, " or ")},
+		{"network-mode", networkHost, "pod network of the local node: host (pods share the machine's network) or bridge (a network namespace and an address from the node's pod CIDR per pod; root)"},
 		{"disable-agent", false, "do not run a node agent for this machine (the server is then control plane only)"},
 		{"node-labels", []string{}, "labels of the local node at registration, key=value"},
 		{"register-with-taints", []string{}, "taints of the local node at registration, key=value:Effect or key:Effect"},
@@ -93,6 +95,9 @@ func completeAgent(c *Config) []error {
 	}
 	if !slices.Contains(runtimes, a.Runtime) {
 		errs = append(errs, invalid("runtime", a.Runtime, "want "+strings.Join(runtimes, " or ")))
+	}
+	if err := checkNetworkMode(a.NetworkMode); err != nil {
+		errs = append(errs, invalid("network-mode", a.NetworkMode, err.Error()))
 	}
 	if p := a.Containerd.PullPolicy; !slices.Contains([]string{"Always", "IfNotPresent", "Never"}, p) {
 		errs = append(errs, invalid("containerd.pull-policy", p, "want Always, IfNotPresent or Never"))
@@ -170,9 +175,22 @@ func startNodes(ctx context.Context, env componentEnv) (func(), error) {
 		return nil
 	}
 	var local http.Handler
+	var nn *nodeNetwork
+	if !a.DisableAgent {
+		var err error
+		if nn, err = startLocalNodeNetwork(ctx, env); err != nil {
+			return nil, err
+		}
+		stopSims := stop
+		stop = func() {
+			stopSims()
+			nn.Stop()
+		}
+	}
 	if !a.DisableAgent && a.Runtime != "sim" {
-		stopLocal, err := startLocalAgent(ctx, env, &local)
+		stopLocal, err := startLocalAgent(ctx, env, &local, nn)
 		if err != nil {
+			stop()
 			return nil, err
 		}
 		prev := stop
@@ -189,6 +207,7 @@ func startNodes(ctx context.Context, env componentEnv) (func(), error) {
 		labels, _ := parseLabels(a.NodeLabels)
 		taints, _ := parseTaints(a.RegisterWithTaints)
 		if err := startSim(sim.Config{Names: []string{a.NodeName}, Labels: labels, Taints: taints}); err != nil {
+			stop()
 			return nil, err
 		}
 	}
@@ -277,8 +296,9 @@ func nodeUser(name string) apiserver.User {
 }
 
 // startLocalAgent runs this machine's node on its workload runtime (exec,
-// containerd or wasm), in process, with its state under <data-dir>/agent.
-func startLocalAgent(ctx context.Context, env componentEnv, local *http.Handler) (func(), error) {
+// containerd or wasm), in process, with its state under <data-dir>/agent;
+// nn is the node's Service proxy and DNS server.
+func startLocalAgent(ctx context.Context, env componentEnv, local *http.Handler, nn *nodeNetwork) (func(), error) {
 	a := env.Config.Agent
 	dir := filepath.Join(env.Config.DataDir, "agent")
 	logger := env.Logger.With("component", "agent")
@@ -295,16 +315,24 @@ func startLocalAgent(ctx context.Context, env componentEnv, local *http.Handler)
 	}
 	labels, _ := parseLabels(a.NodeLabels)
 	taints, _ := parseTaints(a.RegisterWithTaints)
+	podNet, stopDNS := podNetwork(a.NetworkMode, cs, env.Config.Network.DNS.Forward, logger)
+	var addrs []corev1.NodeAddress // default: the machine's first non-loopback IPv4 address
+	if ip := env.Config.Network.advertise; ip.IsValid() {
+		addrs = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip.String()}, {Type: corev1.NodeHostName, Address: a.NodeName}}
+	}
 	ag, err := agent.Start(ctx, cs, agent.Config{
 		NodeName: a.NodeName, Runtime: rt, Dir: dir, Labels: labels, Taints: taints, Logger: logger,
+		Network: podNet, Addresses: addrs, ServiceAddr: nn.userspaceAddr(),
 	})
 	if err != nil {
+		stopDNS()
 		rt.Close()
 		return nil, err
 	}
 	*local = ag.Handler()
 	return func() {
 		ag.Stop()
+		stopDNS()
 		rt.Close()
 	}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,12 +19,14 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tugboat-dev/tugboat/kernel/agent"
 	ctrd "github.com/tugboat-dev/tugboat/kernel/dataplane/containerd"
+	"github.com/tugboat-dev/tugboat/kernel/network"
 	"github.com/tugboat-dev/tugboat/kernel/pki"
 )
 
@@ -33,6 +36,9 @@ type agentFlags struct {
 	rt                                                             RuntimeConfig
 	kubeletPort                                                    int
 	labels, taints                                                 []string
+	// Node network: see the flags.
+	networkMode, proxyMode, nodePortAddress, dnsListen, advertise, clusterCIDR string
+	dnsForward                                                                 []string
 }
 
 func newAgentCommand() *cobra.Command {
@@ -67,6 +73,13 @@ no token. The agent serves logs and exec to the API server on --kubelet-port.`,
 	fs.IntVar(&f.kubeletPort, "kubelet-port", 10250, "port to serve logs and exec to the API server on; 0 picks a free port")
 	fs.StringSliceVar(&f.labels, "node-labels", nil, "labels of the node at registration, key=value")
 	fs.StringSliceVar(&f.taints, "register-with-taints", nil, "taints of the node at registration, key=value:Effect or key:Effect")
+	fs.StringVar(&f.networkMode, "network-mode", networkHost, "pod network: host (pods share the machine's network) or bridge (a network namespace and an address from the node's pod CIDR per pod, host-gw routes; root)")
+	fs.StringVar(&f.advertise, "advertise-address", "", "the node's InternalIP (other nodes route pod traffic to it in bridge mode); default: the first non-loopback IPv4 address")
+	fs.StringVar(&f.proxyMode, "proxy-mode", proxyUserspace, "Service proxy of this node: userspace, iptables (root; programs this machine's network namespace) or none")
+	fs.StringVar(&f.nodePortAddress, "proxy-nodeport-address", "", "address the userspace proxy serves node ports on; empty means every address, none serves none")
+	fs.StringVar(&f.clusterCIDR, "cluster-cidr", network.DefaultClusterCIDR.String(), "the cluster's pod range (the server's cluster-cidr); the iptables proxy masquerades Service traffic from outside it")
+	fs.StringVar(&f.dnsListen, "dns-listen", "127.0.0.1:0", "UDP and TCP address of this node's cluster DNS server (port 0 picks one); empty runs none; in bridge mode a second server listens on the bridge's address, port 53")
+	fs.StringSliceVar(&f.dnsForward, "dns-forward", nil, "upstream DNS servers (ip:port) for names outside cluster.local; none means those are refused")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -93,6 +106,43 @@ func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 	}
 	if !slices.Contains(workloadRuntimes, f.runtime) {
 		return invalid("runtime", f.runtime, "want "+strings.Join(workloadRuntimes, ", "))
+	}
+	// Zero values (callers that build agentFlags themselves): host
+	// network, no proxy, no DNS.
+	if f.networkMode == "" {
+		f.networkMode = networkHost
+	}
+	if err := checkNetworkMode(f.networkMode); err != nil {
+		return invalid("network-mode", f.networkMode, err.Error())
+	}
+	if f.proxyMode != "" && !slices.Contains(proxyModes, f.proxyMode) {
+		return invalid("proxy-mode", f.proxyMode, "want "+strings.Join(proxyModes, ", "))
+	}
+	var cidr netip.Prefix
+	if f.clusterCIDR != "" {
+		var err error
+		if cidr, err = netip.ParsePrefix(f.clusterCIDR); err != nil {
+			return invalid("cluster-cidr", f.clusterCIDR, err.Error())
+		}
+	}
+	var addrs []corev1.NodeAddress
+	if f.advertise != "" {
+		ip, err := netip.ParseAddr(f.advertise)
+		if err != nil || ip.IsUnspecified() {
+			return invalid("advertise-address", f.advertise, "want a specific IP address")
+		}
+		addrs = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip.String()}, {Type: corev1.NodeHostName, Address: f.nodeName}}
+	}
+	nodePorts := netip.IPv4Unspecified()
+	switch f.nodePortAddress {
+	case "":
+	case "none":
+		nodePorts = netip.Addr{}
+	default:
+		var err error
+		if nodePorts, err = netip.ParseAddr(f.nodePortAddress); err != nil {
+			return invalid("proxy-nodeport-address", f.nodePortAddress, "want an IP address, empty or none")
+		}
 	}
 	labels, err := parseLabels(f.labels)
 	if err != nil {
@@ -148,9 +198,20 @@ func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 		return fmt.Errorf("%s runtime: %w", f.runtime, err)
 	}
 	defer rt.Close()
+	nn, err := startNodeNetwork(ctx, nodeNetworkConfig{
+		Client: cs, ProxyMode: f.proxyMode, NodePortAddress: nodePorts, ClusterCIDR: cidr,
+		DNSListen: f.dnsListen, DNSForward: f.dnsForward, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer nn.Stop()
+	podNet, stopDNS := podNetwork(f.networkMode, cs, f.dnsForward, logger)
+	defer stopDNS()
 	ag, err := agent.Start(ctx, cs, agent.Config{
 		NodeName: f.nodeName, Runtime: rt, Dir: dir, Labels: labels, Taints: taints, Logger: logger,
-		KubeletPort: int32(ln.Addr().(*net.TCPAddr).Port), EventClient: evcs,
+		KubeletPort: int32(ln.Addr().(*net.TCPAddr).Port), EventClient: evcs, Addresses: addrs, Network: podNet,
+		ServiceAddr: nn.userspaceAddr(),
 	})
 	if err != nil {
 		if ctx.Err() != nil {

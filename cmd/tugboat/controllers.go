@@ -29,6 +29,9 @@ var builtinControllers = []string{"replicaset", "deployment", "garbage-collector
 // declares are top-level unless their mapstructure tags nest them).
 type ControllersConfig struct {
 	Controllers ControllersSection `mapstructure:"controllers"`
+	// Metrics is the resource metrics pipeline's section (metrics.go),
+	// kept here so that Config needs no field of its own.
+	Metrics MetricsSection `mapstructure:"metrics"`
 }
 
 // ControllersSection holds the controllers.* keys.

@@ -48,7 +48,7 @@ func networkOptions() []option {
 		{"service-cidr", apiserver.DefaultServiceCIDR.String(), "IPv4 range Service cluster IPs come from; must not overlap cluster-cidr"},
 		{"service-node-port-range", apiserver.DefaultNodePorts.String(), "port range Service node ports come from"},
 		{"node-cidr-mask-size", int64(network.DefaultNodeMaskSize), "prefix length of each node's pod CIDR"},
-		{"advertise-address", "", "IP address the default/kubernetes Service's endpoints point at; empty means the listen address, or the first non-loopback IPv4 address when listening on all"},
+		{"advertise-address", "", "IP address the default/kubernetes Service's endpoints point at, also the local node's InternalIP; empty means the listen address (the node: the first non-loopback IPv4 address), or the first non-loopback IPv4 address when listening on all"},
 		{"proxy-mode", proxyUserspace, "Service proxy of the local node: userspace (a Go proxy per service port, no privileges), iptables (kube-proxy's rules in this machine's network namespace; root) or none"},
 		{"proxy-nodeport-address", "", "address the userspace proxy serves node ports on; empty means the listen host (all addresses when listening on all), none serves none"},
 		{"dns.listen", "127.0.0.1:0", "UDP and TCP address of the local node's cluster DNS server (port 0 picks one; it is logged); empty runs none"},
@@ -105,9 +105,10 @@ func completeNetwork(c *Config) []error {
 }
 
 // networkComponent runs the cluster-level network pieces (pod CIDR
-// allocation, the default kubernetes Service, the Endpoints mirror) and,
-// unless disable-agent, the local node's Service proxy and DNS server. The
-// API server allocates Service addresses from the same section.
+// allocation, the default kubernetes Service, the Endpoints mirror). The
+// local node's Service proxy and DNS server belong to the agent component
+// (startLocalNodeNetwork); the API server allocates Service addresses from
+// the same section.
 func networkComponent() component {
 	return component{
 		name:     "network",
@@ -168,17 +169,19 @@ func startNetwork(ctx context.Context, env componentEnv) (func(), error) {
 		return network.RunKubernetesService(ctx, network.KubernetesServiceConfig{
 			Client: apiCS, ServiceCIDR: n.serviceCIDR, Endpoint: endpoint, Logger: env.Logger})
 	})
-	if env.Config.Agent.DisableAgent {
-		return stop, nil
-	}
-	// The local node's proxy and DNS read with the node's identity, as
-	// they do on a joined node.
+	return stop, nil
+}
+
+// startLocalNodeNetwork runs the local node's Service proxy and DNS
+// server (the agent component calls it unless disable-agent). They read
+// with the node's identity, as they do on a joined node.
+func startLocalNodeNetwork(ctx context.Context, env componentEnv) (*nodeNetwork, error) {
+	n := env.Config.Network
 	nodeCS, err := kubernetes.NewForConfig(env.Client(nodeUser(env.Config.Agent.NodeName)))
 	if err != nil {
-		stop()
 		return nil, err
 	}
-	nn, err := startNodeNetwork(ctx, nodeNetworkConfig{
+	return startNodeNetwork(ctx, nodeNetworkConfig{
 		Client:          nodeCS,
 		ProxyMode:       n.ProxyMode,
 		NodePortAddress: nodePortAddress(n.NodePortAddress, env.Config.Listen),
@@ -187,11 +190,6 @@ func startNetwork(ctx context.Context, env componentEnv) (func(), error) {
 		DNSForward:      n.DNS.Forward,
 		Logger:          env.Logger,
 	})
-	if err != nil {
-		stop()
-		return nil, err
-	}
-	return func() { nn.Stop(); stop() }, nil
 }
 
 // advertisedEndpoint is the API server's address for the kubernetes

@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"sync"
 
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/tugboat-dev/tugboat/kernel/agent"
 
 	"github.com/tugboat-dev/tugboat/kernel/network/dns"
 	"github.com/tugboat-dev/tugboat/kernel/network/proxy"
@@ -149,6 +153,15 @@ func (n *nodeNetwork) DNSAddr() string {
 	return n.dns.Addr()
 }
 
+// userspaceAddr is ServiceAddr for the agent's Config.ServiceAddr: nil
+// unless the userspace proxy runs.
+func (n *nodeNetwork) userspaceAddr() func(namespace, name, portName string) (netip.AddrPort, bool) {
+	if n == nil || n.userspace == nil {
+		return nil
+	}
+	return n.ServiceAddr
+}
+
 // ServiceAddr is where a userspace proxy serves service port portName of
 // namespace/name for this node's pods (cluster IPs are not routable
 // without iptables), e.g. for <SVC>_SERVICE_HOST/_PORT variables; false
@@ -158,4 +171,59 @@ func (n *nodeNetwork) ServiceAddr(namespace, name, portName string) (netip.AddrP
 		return netip.AddrPort{}, false
 	}
 	return n.userspace.Addr(namespace, name, portName)
+}
+
+// Network modes (config key and agent flag network-mode).
+const (
+	networkHost   = "host"
+	networkBridge = "bridge"
+)
+
+// checkNetworkMode validates network-mode: bridge needs root.
+func checkNetworkMode(mode string) error {
+	switch mode {
+	case networkHost:
+		return nil
+	case networkBridge:
+		if uid := os.Geteuid(); uid != 0 {
+			return fmt.Errorf("bridge needs root (network namespaces, links and routes); running as uid %d", uid)
+		}
+		return nil
+	}
+	return fmt.Errorf("want %s or %s", networkHost, networkBridge)
+}
+
+// podNetwork is the agent's pod network for a network mode: nil for host;
+// for bridge, a cluster DNS server on the bridge's address (port 53) is
+// started once the bridge is up, and the pods' resolv.conf names it. stop
+// ends that DNS server.
+func podNetwork(mode string, client kubernetes.Interface, forward []string, logger *slog.Logger) (*agent.NetworkConfig, func()) {
+	if mode != networkBridge {
+		return nil, func() {}
+	}
+	var mu sync.Mutex
+	var nn *nodeNetwork
+	stop := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if nn != nil {
+			nn.Stop()
+			nn = nil
+		}
+	}
+	return &agent.NetworkConfig{
+		Ready: func(ctx context.Context, gw netip.Addr, _ netip.Prefix) (netip.Addr, error) {
+			n, err := startNodeNetwork(ctx, nodeNetworkConfig{
+				Client: client, ProxyMode: proxyNone, DNSListen: netip.AddrPortFrom(gw, 53).String(),
+				DNSForward: forward, Logger: logger,
+			})
+			if err != nil {
+				return netip.Addr{}, fmt.Errorf("pod DNS on %s: %w", gw, err)
+			}
+			mu.Lock()
+			nn = n
+			mu.Unlock()
+			return gw, nil
+		},
+	}, stop
 }

@@ -28,18 +28,23 @@ type builtinScheduler struct {
 	name   string
 	file   string
 	weight int64
+	// host names the built-in whose module also computes this scorer
+	// (as a score part, one walk over the nodes for both) when both run
+	// from the built-in files with positive weights; its settings go to
+	// the host under hostKey.
+	host, hostKey string
 }
 
 var builtinSchedulerPlugins = []builtinScheduler{
-	{"NodeUnschedulable", "nodeunschedulable.wasm", 0},
-	{"NodeName", "nodename.wasm", 0},
-	{"TaintToleration", "tainttoleration.wasm", 3},
-	{"NodeAffinity", "nodeaffinity.wasm", 2},
-	{"NodeResourcesFit", "noderesources.wasm", 1},
-	{"PodTopologySpread", "podtopologyspread.wasm", 2},
-	{"InterPodAffinity", "interpodaffinity.wasm", 2},
-	{"NodeResourcesBalancedAllocation", "balancedallocation.wasm", 1},
-	{"ImageLocality", "imagelocality.wasm", 1},
+	{"NodeUnschedulable", "nodeunschedulable.wasm", 0, "", ""},
+	{"NodeName", "nodename.wasm", 0, "", ""},
+	{"TaintToleration", "tainttoleration.wasm", 3, "", ""},
+	{"NodeAffinity", "nodeaffinity.wasm", 2, "", ""},
+	{"NodeResourcesFit", "noderesources.wasm", 1, "", ""},
+	{"PodTopologySpread", "podtopologyspread.wasm", 2, "", ""},
+	{"InterPodAffinity", "interpodaffinity.wasm", 2, "", ""},
+	{"NodeResourcesBalancedAllocation", "balancedallocation.wasm", 1, "NodeResourcesFit", "balancedAllocation"},
+	{"ImageLocality", "imagelocality.wasm", 1, "", ""},
 }
 
 // SchedulerConfig is the scheduler section of Config (squashed into it: the keys it
@@ -90,6 +95,11 @@ type SchedulerPluginConfig struct {
 
 	memoryLimit int64
 	timeout     time.Duration
+	// builtin is set when the entry runs a built-in from its file.
+	builtin bool
+	// guests are the entries this one's module computes as further score
+	// parts (resolved by hostScorers).
+	guests []SchedulerPluginConfig
 }
 
 // schedulerComponent is the server's scheduler.
@@ -224,7 +234,10 @@ func startScheduler(ctx context.Context, env componentEnv) (func(), error) {
 		if err != nil {
 			return nil, err
 		}
-		resolved[i] = plugins
+		resolved[i], err = hostScorers(plugins)
+		if err != nil {
+			return nil, fmt.Errorf("scheduler profile %q: %w", sp.Name, err)
+		}
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -274,6 +287,12 @@ func runScheduler(ctx context.Context, env componentEnv, sc SchedulerSection, pr
 			cfg, err := runtime.SchedulerPlugin(p, *pc.Weight)
 			if err != nil {
 				return fmt.Errorf("scheduler profile %q: %w", sp.Name, err)
+			}
+			if len(pc.guests) > 0 {
+				cfg.Parts = []kscheduler.ScorePart{{Name: pc.Name, Weight: *pc.Weight}}
+				for _, g := range pc.guests {
+					cfg.Parts = append(cfg.Parts, kscheduler.ScorePart{Name: g.Name, Weight: *g.Weight})
+				}
 			}
 			if *pc.Weight == 0 {
 				cfg.Score = false
@@ -337,6 +356,7 @@ func schedulerPlugins(sc SchedulerSection, sp SchedulerProfile, log *slog.Logger
 			pc.Weight = &w
 		}
 		if pc.Path == "" {
+			pc.builtin = true
 			pc.Path = filepath.Join(dir, b.file)
 			if _, err := os.Stat(pc.Path); err != nil {
 				if !explicit && !named && errors.Is(err, os.ErrNotExist) {
@@ -357,6 +377,58 @@ func schedulerPlugins(sc SchedulerSection, sp SchedulerProfile, log *slog.Logger
 			pc.Weight = &one
 		}
 		out = append(out, pc)
+	}
+	return out, nil
+}
+
+// hostScorers moves each built-in scorer that another built-in's module
+// can compute (builtinScheduler.host) into that module as a score part:
+// both must run from the built-in files with positive weights; the
+// guest's settings go into the host's under the guest's hostKey (e.g.
+// NodeResourcesFit's settings get "balancedAllocation"), and the guest's
+// own file is then not needed.
+func hostScorers(plugins []SchedulerPluginConfig) ([]SchedulerPluginConfig, error) {
+	at := map[string]int{}
+	for i, pc := range plugins {
+		at[pc.Name] = i
+	}
+	var out []SchedulerPluginConfig
+	moved := map[string]bool{}
+	for _, pc := range plugins {
+		b := findBuiltinScheduler(pc.Name)
+		if b == nil || b.host == "" || !pc.builtin || *pc.Weight == 0 {
+			continue
+		}
+		h, ok := at[b.host]
+		if !ok || !plugins[h].builtin || *plugins[h].Weight == 0 {
+			continue
+		}
+		host := &plugins[h]
+		settings := map[string]json.RawMessage{}
+		if len(host.Settings) > 0 && string(host.Settings) != "null" {
+			if err := json.Unmarshal(host.Settings, &settings); err != nil {
+				return nil, fmt.Errorf("plugin %s: settings must be an object: %w", host.Name, err)
+			}
+		}
+		guest := json.RawMessage(`{}`)
+		if len(pc.Settings) > 0 && string(pc.Settings) != "null" {
+			guest = pc.Settings
+		}
+		settings[b.hostKey] = guest
+		js, err := json.Marshal(settings)
+		if err != nil {
+			return nil, err
+		}
+		host.Settings = js
+		// The guest's file is not loaded: its path must not be required.
+		pc.Path = host.Path
+		host.guests = append(host.guests, pc)
+		moved[pc.Name] = true
+	}
+	for _, pc := range plugins {
+		if !moved[pc.Name] {
+			out = append(out, pc)
+		}
 	}
 	return out, nil
 }

@@ -100,3 +100,57 @@ func TestSchedulerConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestHostScorers: NodeResourcesBalancedAllocation runs inside the
+// NodeResourcesFit module (a score part) when both are built-ins from
+// their files with positive weights, with its settings under
+// "balancedAllocation"; otherwise it stays a module of its own.
+func TestHostScorers(t *testing.T) {
+	w := func(v int64) *int64 { return &v }
+	fit := SchedulerPluginConfig{Name: "NodeResourcesFit", Path: "/p/noderesources.wasm", Weight: w(1), builtin: true}
+	bal := SchedulerPluginConfig{Name: "NodeResourcesBalancedAllocation", Path: "/p/balancedallocation.wasm", Weight: w(1), builtin: true}
+	other := SchedulerPluginConfig{Name: "NodeName", Path: "/p/nodename.wasm", Weight: w(0), builtin: true}
+	with := func(pc SchedulerPluginConfig, f func(*SchedulerPluginConfig)) SchedulerPluginConfig { f(&pc); return pc }
+	for _, tc := range []struct {
+		name     string
+		in       []SchedulerPluginConfig
+		names    string // resulting entries, guests in brackets
+		settings string // of NodeResourcesFit
+	}{
+		{"defaults", []SchedulerPluginConfig{other, fit, bal}, "NodeName NodeResourcesFit[NodeResourcesBalancedAllocation:1]", `{"balancedAllocation":{}}`},
+		{"settings merged", []SchedulerPluginConfig{
+			with(fit, func(p *SchedulerPluginConfig) { p.Settings = []byte(`{"scoringStrategy":{"type":"MostAllocated"}}`) }),
+			with(bal, func(p *SchedulerPluginConfig) { p.Settings = []byte(`{"resources":[{"name":"cpu"}]}`); p.Weight = w(4) }),
+		}, "NodeResourcesFit[NodeResourcesBalancedAllocation:4]", `{"balancedAllocation":{"resources":[{"name":"cpu"}]},"scoringStrategy":{"type":"MostAllocated"}}`},
+		{"own module", []SchedulerPluginConfig{fit, with(bal, func(p *SchedulerPluginConfig) { p.builtin = false; p.Path = "/opt/b.wasm" })},
+			"NodeResourcesFit NodeResourcesBalancedAllocation", ``},
+		{"fit filters only", []SchedulerPluginConfig{with(fit, func(p *SchedulerPluginConfig) { p.Weight = w(0) }), bal},
+			"NodeResourcesFit NodeResourcesBalancedAllocation", ``},
+		{"fit disabled", []SchedulerPluginConfig{bal}, "NodeResourcesBalancedAllocation", ``},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := hostScorers(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, pc := range out {
+				name := pc.Name
+				if len(pc.guests) > 0 {
+					var gs []string
+					for _, g := range pc.guests {
+						gs = append(gs, g.Name+":"+strconv.FormatInt(*g.Weight, 10))
+					}
+					name += "[" + strings.Join(gs, " ") + "]"
+				}
+				names = append(names, name)
+				if pc.Name == "NodeResourcesFit" && string(pc.Settings) != tc.settings {
+					t.Errorf("NodeResourcesFit settings %s, want %s", pc.Settings, tc.settings)
+				}
+			}
+			if got := strings.Join(names, " "); got != tc.names {
+				t.Errorf("plugins %s, want %s", got, tc.names)
+			}
+		})
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,6 +75,14 @@ type Config struct {
 	// LeaseDuration (default 40s), RenewInterval (10s) and StatusInterval
 	// (5m) time the two heartbeats.
 	LeaseDuration, RenewInterval, StatusInterval time.Duration
+	// Network turns on bridge mode (pods in their own network namespaces,
+	// see NetworkConfig); nil means host mode (pods share the node's
+	// network).
+	Network *NetworkConfig
+	// ServiceAddr, when the node runs the userspace Service proxy, is
+	// where it serves a service port locally; host-network pods get it in
+	// their <SVC>_SERVICE_HOST/_PORT variables. Nil means cluster IPs.
+	ServiceAddr func(namespace, name, portName string) (netip.AddrPort, bool)
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -116,6 +125,7 @@ type Agent struct {
 	events   record.EventBroadcaster
 	recorder record.EventRecorder
 	cpu      cpuSamples
+	net      *podNetwork // nil in host mode
 
 	mu      sync.Mutex
 	workers map[string]*podWorker // by pod UID
@@ -156,6 +166,11 @@ func Start(ctx context.Context, client kubernetes.Interface, cfg Config) (*Agent
 		return fail(err)
 	}
 	a.startEvents()
+	if cfg.Network != nil {
+		if err := a.startNetwork(ctx); err != nil {
+			return fail(err)
+		}
+	}
 	a.pods, err = startPodSource(ctx, client, cfg.NodeName, a.podChanged)
 	if err != nil {
 		return fail(err)
@@ -187,6 +202,7 @@ func (a *Agent) Stop() {
 	for _, w := range workers {
 		w.wait()
 	}
+	a.closeNetwork()
 	a.events.Shutdown()
 }
 
@@ -289,6 +305,7 @@ func (a *Agent) recover(ctx context.Context) {
 			os.RemoveAll(a.podDir(uid))
 		}
 	}
+	a.cleanupNetwork(live)
 	// Pod directories without containers or pods.
 	ents, _ := os.ReadDir(filepath.Join(a.cfg.Dir, "pods"))
 	for _, e := range ents {

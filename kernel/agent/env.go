@@ -34,6 +34,9 @@ func (a *Agent) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 	if home := os.Getenv("HOME"); home != "" {
 		set("HOME", home)
 	}
+	for _, kv := range a.serviceEnv(ctx, pod) {
+		set(kv[0], kv[1])
+	}
 	for _, from := range c.EnvFrom {
 		switch {
 		case from.ConfigMapRef != nil:
@@ -151,8 +154,10 @@ func (a *Agent) fieldRef(pod *corev1.Pod, path string) (string, error) {
 		return pod.Spec.NodeName, nil
 	case "spec.serviceAccountName":
 		return pod.Spec.ServiceAccountName, nil
-	case "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs":
+	case "status.hostIP", "status.hostIPs":
 		return ip, nil
+	case "status.podIP", "status.podIPs":
+		return a.podIP(pod), nil
 	}
 	return "", fmt.Errorf("unsupported fieldRef %q", path)
 }

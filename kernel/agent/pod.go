@@ -177,7 +177,7 @@ func (w *podWorker) sync(ctx context.Context) (time.Time, bool) {
 	}
 	var prepErr error
 	if !w.prepared {
-		if prepErr = w.prepareVolumes(ctx, pod); prepErr == nil {
+		if prepErr = w.prepare(ctx, pod); prepErr == nil {
 			w.prepared = true
 		} else {
 			soon(now.Add(2 * time.Second))
@@ -329,6 +329,7 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 		Image: c.Image, Command: argv, Env: env, WorkingDir: c.WorkingDir,
 		Mounts: w.mounts(c), TTY: c.TTY, Stdin: c.Stdin,
 	}
+	w.netSpec(pod, &spec)
 	if q, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
 		spec.MemoryLimit = q.Value()
 	}
@@ -446,6 +447,7 @@ func (w *podWorker) terminate(ctx context.Context, pod *corev1.Pod, gone bool) {
 			}
 		}
 	}
+	w.a.teardownPodNetwork(w.uid)
 	w.cleanupVolumes()
 }
 

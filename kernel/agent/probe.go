@@ -182,7 +182,7 @@ func (a *Agent) probe(ctx context.Context, pod *corev1.Pod, c *corev1.Container,
 		}
 		return true, ""
 	case h.HTTPGet != nil:
-		return a.probeHTTP(ctx, c, h.HTTPGet)
+		return a.probeHTTP(ctx, pod, c, h.HTTPGet)
 	case h.TCPSocket != nil:
 		port, err := resolvePort(h.TCPSocket.Port, c)
 		if err != nil {
@@ -190,7 +190,7 @@ func (a *Agent) probe(ctx context.Context, pod *corev1.Pod, c *corev1.Container,
 		}
 		host := h.TCPSocket.Host
 		if host == "" {
-			host = a.hostIP()
+			host = a.podIP(pod) // as kubelet: the pod's IP
 		}
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
@@ -220,14 +220,14 @@ var probeClient = &http.Client{
 	},
 }
 
-func (a *Agent) probeHTTP(ctx context.Context, c *corev1.Container, g *corev1.HTTPGetAction) (bool, string) {
+func (a *Agent) probeHTTP(ctx context.Context, pod *corev1.Pod, c *corev1.Container, g *corev1.HTTPGetAction) (bool, string) {
 	port, err := resolvePort(g.Port, c)
 	if err != nil {
 		return false, err.Error()
 	}
 	host := g.Host
 	if host == "" {
-		host = a.hostIP()
+		host = a.podIP(pod) // as kubelet: the pod's IP
 	}
 	scheme := "http"
 	if g.Scheme == corev1.URISchemeHTTPS {

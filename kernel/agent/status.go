@@ -18,7 +18,10 @@ func (w *podWorker) status(pod *corev1.Pod, prepErr error) corev1.PodStatus {
 	st := *pod.Status.DeepCopy()
 	ip := w.a.hostIP()
 	st.HostIP, st.HostIPs = ip, []corev1.HostIP{{IP: ip}}
-	st.PodIP, st.PodIPs = ip, []corev1.PodIP{{IP: ip}} // host network: the exec runtime has no pod network
+	st.PodIP, st.PodIPs = "", nil
+	if pip := w.a.podIP(pod); pip != "" { // the pod network's, else the node's
+		st.PodIP, st.PodIPs = pip, []corev1.PodIP{{IP: pip}}
+	}
 	if st.StartTime == nil {
 		t := metav1.NewTime(w.started)
 		st.StartTime = &t

@@ -215,6 +215,11 @@ func (s *Server) createObject(ctx context.Context, req *request, obj runtime.Obj
 			res.defaults(obj)
 		}
 	}
+	if res.plural == "pods" {
+		if err := s.resolvePodPriority(ctx, obj); err != nil {
+			return nil, err
+		}
+	}
 	m := accessor(obj)
 	generated := m.GetName() == "" && m.GetGenerateName() != ""
 	for attempt := 0; ; attempt++ {

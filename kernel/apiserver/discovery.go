@@ -47,6 +47,7 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, r *http.Request) bool {
 		for _, g := range s.reg.groups[1:] {
 			list.Groups = append(list.Groups, apiGroup(g))
 		}
+		list.Groups = append(list.Groups, s.metricsAPIGroups()...) // metricsapi.go
 		writeJSON(w, http.StatusOK, list)
 	case len(parts) == 2 && parts[0] == "apis":
 		for _, g := range s.reg.groups[1:] {
@@ -154,6 +155,9 @@ func (s *Server) aggregated(core bool) *apidiscoveryv2.APIGroupDiscoveryList {
 			gd.Versions = append(gd.Versions, vd)
 		}
 		list.Items = append(list.Items, gd)
+	}
+	if !core {
+		list.Items = append(list.Items, s.metricsAggregated()...) // metricsapi.go
 	}
 	return list
 }

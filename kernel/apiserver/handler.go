@@ -42,6 +42,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) requestLabels {
 	if s.serveNodeStream(w, r) { // pods/exec, attach, portforward (nodeproxy.go)
 		return requestLabels{verb: "create", resource: "pods", sub: "exec"}
 	}
+	if s.serveMetricsAPI(w, r) { // metrics.k8s.io (metricsapi.go)
+		return requestLabels{verb: strings.ToLower(r.Method), resource: "metrics"}
+	}
 	if r.Method == http.MethodGet && s.serveDiscovery(w, r) {
 		return requestLabels{verb: "get", resource: "discovery"}
 	}

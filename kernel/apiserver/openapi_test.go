@@ -28,7 +28,7 @@ func TestOpenAPIV3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(gvs) != 7 {
+	if len(gvs) != 8 { // core, apps, autoscaling, batch, coordination, discovery, networking, scheduling
 		t.Fatalf("group versions %v", gvs)
 	}
 	for _, gvk := range []schema.GroupVersionKind{

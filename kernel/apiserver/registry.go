@@ -135,6 +135,7 @@ func newRegistry() *registry {
 	all := coreResources()
 	all = append(all, appsResources()...)
 	all = append(all, otherResources()...)
+	all = append(all, schedulingResources()...)
 	reg := &registry{all: all, byPath: make(map[schema.GroupVersionResource]*resource)}
 	for _, r := range all {
 		if r.storage == "" {

@@ -74,6 +74,11 @@ type ContainerSpec struct {
 	CPUMilli int64
 	// TTY allocates a terminal; Stdin keeps stdin open (for attach).
 	TTY, Stdin bool
+	// NetNS is the path of the network namespace the container joins (the
+	// pod's, shared by all its containers; commands run by Exec join it
+	// too); empty means the host's network. Runtimes without network
+	// namespaces (wasm) ignore it.
+	NetNS string
 }
 
 // Mount makes HostPath visible at ContainerPath.

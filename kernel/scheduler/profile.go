@@ -51,6 +51,17 @@ type PluginConfig struct {
 	Filter, Score bool
 	// Weight multiplies the plugin's scores; 0 means 1.
 	Weight int64
+	// Parts, when set, are the score parts of a module that computes
+	// several scorers in one call (hostapi's score parts), in the order
+	// of its vectors, each with its name (in Result.PluginScores) and
+	// weight (0 means 1); Weight is then unused.
+	Parts []ScorePart
+}
+
+// ScorePart is one scorer of a module with several score parts.
+type ScorePart struct {
+	Name   string
+	Weight int64
 }
 
 // Options tune one Schedule call.
@@ -90,7 +101,9 @@ type Result struct {
 type pluginState struct {
 	plugin Plugin
 	name   string
-	weight int64
+	// parts are the score vectors the plugin answers with (one, named
+	// like the plugin, unless configured).
+	parts []ScorePart
 	// filterWhen and scoreWhen are the plugin's relevance (0: always).
 	filterWhen, scoreWhen uint64
 	snap                  *Snapshot // the snapshot gen belongs to
@@ -197,9 +210,17 @@ func NewProfile(name string, plugins []PluginConfig) (*Profile, error) {
 			p.filters = append(p.filters, st)
 		}
 		if c.Score {
-			st.weight = c.Weight
-			if st.weight == 0 {
-				st.weight = 1
+			st.parts = []ScorePart{{Name: st.name, Weight: c.Weight}}
+			if len(c.Parts) > 0 {
+				st.parts = slices.Clone(c.Parts)
+			}
+			for i := range st.parts {
+				if st.parts[i].Weight < 0 {
+					return nil, fmt.Errorf("profile %s: plugin %s: part %s has a negative weight: %w", name, st.name, st.parts[i].Name, errdefs.ErrInvalid)
+				}
+				if st.parts[i].Weight == 0 {
+					st.parts[i].Weight = 1
+				}
 			}
 			p.scorers = append(p.scorers, st)
 		}
@@ -730,7 +751,9 @@ func (p *Profile) score(ctx context.Context, snap *Snapshot, res *Result, trace 
 		}
 		st.stats.Idle++
 		if trace {
-			res.PluginScores[st.name] = map[string]int64{}
+			for _, part := range st.parts {
+				res.PluginScores[part.Name] = map[string]int64{}
+			}
 		}
 	}
 	parallel := p.parallel > 1 && len(p.scoring) > 1
@@ -747,7 +770,9 @@ func (p *Profile) score(ctx context.Context, snap *Snapshot, res *Result, trace 
 		}
 		if err == errSkip {
 			if trace {
-				res.PluginScores[st.name] = map[string]int64{}
+				for _, part := range st.parts {
+					res.PluginScores[part.Name] = map[string]int64{}
+				}
 			}
 			continue
 		}
@@ -755,24 +780,32 @@ func (p *Profile) score(ctx context.Context, snap *Snapshot, res *Result, trace 
 			return err
 		}
 		r := hostapi.NewSchedReader(out)
-		k := int(r.U32())
-		if (k != n && k != 0) || r.Remaining() != 8*k {
+		for _, part := range st.parts {
+			k := int(r.U32())
+			if r.Err() != nil || (k != n && k != 0) || r.Remaining() < 8*k {
+				return badResponse(st, hostapi.ExportScore)
+			}
+			var per map[string]int64
+			if trace {
+				per = make(map[string]int64, n)
+				res.PluginScores[part.Name] = per
+			}
+			if k == 0 && per == nil {
+				continue
+			}
+			for i := range n {
+				var s int64
+				if k != 0 {
+					s = min(max(r.I64(), 0), hostapi.SchedMaxScore)
+				}
+				p.totals[i] += s * part.Weight
+				if per != nil {
+					per[snap.nodes[p.feasible[i]].name] = s
+				}
+			}
+		}
+		if r.Remaining() != 0 {
 			return badResponse(st, hostapi.ExportScore)
-		}
-		var per map[string]int64
-		if trace {
-			per = make(map[string]int64, n)
-			res.PluginScores[st.name] = per
-		}
-		for i := range n {
-			var s int64
-			if k != 0 {
-				s = min(max(r.I64(), 0), hostapi.SchedMaxScore)
-			}
-			p.totals[i] += s * st.weight
-			if per != nil {
-				per[snap.nodes[p.feasible[i]].name] = s
-			}
 		}
 	}
 	if trace {

@@ -408,3 +408,34 @@ func TestSnapshotLogTrim(t *testing.T) {
 		t.Fatalf("after trimming to what plugins saw: log %d, delta %+v", len(snap.log), d)
 	}
 }
+
+// TestSnapshotReusesPodIDs: a forgotten pod's id goes to the next new pod,
+// so ids stay dense, and a plugin's table follows the reuse (remove, then
+// add under the same id).
+func TestSnapshotReusesPodIDs(t *testing.T) {
+	snap := snapshotWith("a", "b")
+	fake := newFake("fake", 10)
+	prof := mustProfile(t, PluginConfig{Plugin: fake, Filter: true, Score: true})
+	ctx := context.Background()
+	snap.SetPod(testPod("p1", "a"))
+	snap.SetPod(testPod("p2", "a"))
+	if _, err := prof.Schedule(ctx, snap, testPod("x", ""), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	id1 := snap.pods[podKey{"default", "p1"}].id
+	snap.RemovePod("default", "p1")
+	snap.SetPod(testPod("p3", "b"))
+	if got := snap.pods[podKey{"default", "p3"}].id; got != id1 {
+		t.Errorf("p3 got id %d, want p1's freed id %d", got, id1)
+	}
+	snap.SetPod(testPod("p4", "b"))
+	if got := snap.pods[podKey{"default", "p4"}].id; got != 3 {
+		t.Errorf("p4 got id %d, want 3 (no free id left)", got)
+	}
+	if _, err := prof.Schedule(ctx, snap, testPod("y", ""), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"a": 1, "b": 2}; !maps.Equal(fake.counts(), want) {
+		t.Fatalf("plugin's table %v, want %v", fake.counts(), want)
+	}
+}

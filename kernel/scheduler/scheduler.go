@@ -33,6 +33,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
+	"github.com/tugboat-dev/tugboat/kernel/leaderelect"
 )
 
 // DefaultSchedulerName is the spec.schedulerName of pods that name none.
@@ -53,7 +54,16 @@ type Config struct {
 	// InitialBackoff and MaxBackoff bound the retry delay of pods that
 	// failed; 0 means DefaultInitialBackoff, DefaultMaxBackoff.
 	InitialBackoff, MaxBackoff time.Duration
+	// LeaderElection, when set, makes the scheduler schedule only while
+	// it holds that Lease (its Client defaults to Client, its Name to
+	// DefaultLeaseName), as kube-scheduler does: of several servers on
+	// one store, one schedules. Each term starts from a fresh snapshot
+	// and queue.
+	LeaderElection *leaderelect.Config
 }
+
+// DefaultLeaseName is the scheduler's Lease (in kube-system).
+const DefaultLeaseName = "tugboat-scheduler"
 
 // Scheduler is the driver. Create it with New and start it with Run.
 type Scheduler struct {
@@ -61,6 +71,11 @@ type Scheduler struct {
 	profiles map[string]*Profile
 	log      *slog.Logger
 	workers  int
+
+	le             *leaderelect.Config
+	initial, maxBO time.Duration
+	readyOnce      sync.Once
+	termMu         sync.Mutex
 
 	snap  *Snapshot
 	queue *queue
@@ -74,6 +89,9 @@ type Scheduler struct {
 	ready  chan struct{}
 
 	bound atomic.Int64
+
+	// nominated are the nodes pods preempted on (loop only).
+	nominated map[podKey]string
 }
 
 // event is something the informers or binders report to the loop.
@@ -124,13 +142,14 @@ func New(cfg Config) (*Scheduler, error) {
 		return nil, fmt.Errorf("scheduler: client: %w", err)
 	}
 	s := &Scheduler{
-		client:   client,
-		profiles: map[string]*Profile{},
-		log:      cfg.Logger,
-		workers:  cfg.BindWorkers,
-		snap:     NewSnapshot(),
-		wake:     make(chan struct{}, 1),
-		ready:    make(chan struct{}),
+		client:    client,
+		profiles:  map[string]*Profile{},
+		log:       cfg.Logger,
+		workers:   cfg.BindWorkers,
+		snap:      NewSnapshot(),
+		nominated: map[podKey]string{},
+		wake:      make(chan struct{}, 1),
+		ready:     make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -145,7 +164,21 @@ func New(cfg Config) (*Scheduler, error) {
 	if maxDelay <= 0 {
 		maxDelay = DefaultMaxBackoff
 	}
-	s.queue = newQueue(initial, max(initial, maxDelay))
+	s.initial, s.maxBO = initial, max(initial, maxDelay)
+	s.queue = newQueue(s.initial, s.maxBO)
+	if cfg.LeaderElection != nil {
+		le := *cfg.LeaderElection
+		if le.Client == nil {
+			le.Client = cfg.Client
+		}
+		if le.Name == "" {
+			le.Name = DefaultLeaseName
+		}
+		if le.Logger == nil {
+			le.Logger = s.log
+		}
+		s.le = &le
+	}
 	for _, p := range cfg.Profiles {
 		if _, dup := s.profiles[p.name]; dup {
 			return nil, fmt.Errorf("scheduler: two profiles named %q: %w", p.name, errdefs.ErrInvalid)
@@ -163,9 +196,32 @@ func (s *Scheduler) Ready() <-chan struct{} { return s.ready }
 // Bound returns the number of bindings written so far.
 func (s *Scheduler) Bound() int64 { return s.bound.Load() }
 
-// Run watches, schedules and binds until ctx ends. It returns nil when
-// ctx ends, or an error if the caches cannot sync.
+// Run watches, schedules and binds until ctx ends: at once, or with
+// Config.LeaderElection whenever this scheduler holds the Lease. It
+// returns nil when ctx ends, or an error if the caches cannot sync
+// (without leader election; with it, the term ends and the scheduler
+// competes again).
 func (s *Scheduler) Run(ctx context.Context) error {
+	if s.le == nil {
+		return s.term(ctx)
+	}
+	return leaderelect.Run(ctx, *s.le, func(ctx context.Context) {
+		if err := s.term(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("scheduler term ended", "error", err)
+		}
+	})
+}
+
+// term schedules until ctx ends, from a fresh snapshot and queue.
+func (s *Scheduler) term(ctx context.Context) error {
+	s.termMu.Lock()
+	defer s.termMu.Unlock()
+	s.snap = NewSnapshot()
+	s.queue = newQueue(s.initial, s.maxBO)
+	s.nominated = map[podKey]string{}
+	s.mu.Lock()
+	s.pending = nil
+	s.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	factory := informers.NewSharedInformerFactory(s.client, 0)
@@ -276,7 +332,7 @@ func (s *Scheduler) loop(ctx context.Context) {
 					s.log.Warn("plugins not warmed", "profile", p.name, "error", err)
 				}
 			}
-			close(s.ready)
+			s.readyOnce.Do(func() { close(s.ready) })
 		}
 		e, next := s.queue.pop(now)
 		if e == nil {
@@ -319,6 +375,7 @@ func (s *Scheduler) apply(e *event, now time.Time) {
 		s.podSet(e.pod, now)
 	case evPodDel:
 		key := podKey{e.pod.Namespace, e.pod.Name}
+		delete(s.nominated, key)
 		if q := s.queue.pods[key]; q != nil && q.where == inFlight {
 			q.dirty = true
 			delete(s.queue.pods, key)
@@ -338,6 +395,7 @@ func (s *Scheduler) podSet(pod *corev1.Pod, now time.Time) {
 	key := podKey{pod.Namespace, pod.Name}
 	terminal := pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
 	if pod.Spec.NodeName != "" || terminal {
+		delete(s.nominated, key)
 		if q := s.queue.pods[key]; q != nil {
 			if q.where == inFlight {
 				delete(s.queue.pods, key) // the binder's result finds nothing to do
@@ -380,15 +438,86 @@ func (s *Scheduler) scheduleOne(ctx context.Context, e *qpod) {
 		return
 	}
 	if res.Node == "" {
+		msg := res.Message
+		if s.mayPreempt(pod) {
+			pre, err := prof.Preempt(ctx, s.snap, pod)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return
+			case err != nil:
+				s.log.Warn("preemption failed", "pod", pod.Namespace+"/"+pod.Name, "error", err)
+			case pre.Node != "" && len(pre.Victims) > 0:
+				s.preempt(pod, prof.name, pre)
+				msg += " preemption: " + strconv.Itoa(len(pre.Victims)) + " pod(s) of lower priority preempted on node " + pre.Node + "."
+			}
+			s.trim()
+		}
+		now = time.Now()
 		s.queue.failed(e, true, now)
-		s.events.record(pod, prof.name, corev1.EventTypeWarning, "FailedScheduling", res.Message)
-		s.setUnschedulable(pod, corev1.PodReasonUnschedulable, res.Message)
+		s.events.record(pod, prof.name, corev1.EventTypeWarning, "FailedScheduling", msg)
+		s.setUnschedulable(pod, corev1.PodReasonUnschedulable, msg)
 		return
 	}
 	s.snap.assume(pod, res.Node, &res.req)
 	select {
 	case s.binds <- bindJob{pod: pod, node: res.Node, profile: prof.name}:
 	case <-ctx.Done():
+	}
+}
+
+// mayPreempt reports whether an unschedulable pod may evict others: its
+// preemptionPolicy is not Never, and it has not already preempted pods
+// that are still terminating on its nominated node (kube-scheduler's
+// PodEligibleToPreemptOthers).
+func (s *Scheduler) mayPreempt(pod *corev1.Pod) bool {
+	if p := pod.Spec.PreemptionPolicy; p != nil && *p == corev1.PreemptNever {
+		return false
+	}
+	nominated := pod.Status.NominatedNodeName
+	if n, ok := s.nominated[podKey{pod.Namespace, pod.Name}]; ok {
+		nominated = n
+	}
+	if nominated == "" {
+		return true
+	}
+	if n := s.snap.byName[nominated]; n != nil {
+		prio := priority(pod)
+		for _, q := range n.pods {
+			if q.terminating && q.priority < prio {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// preempt carries a preemption out: the pod's status.nominatedNodeName,
+// then the victims deleted (gracefully) with a Preempted event each. The
+// pod waits in the queue; the victims' deletion makes it retry.
+func (s *Scheduler) preempt(pod *corev1.Pod, profile string, pre Preemption) {
+	s.nominated[podKey{pod.Namespace, pod.Name}] = pre.Node
+	s.log.Info("preempting", "pod", pod.Namespace+"/"+pod.Name, "node", pre.Node, "victims", len(pre.Victims))
+	ns, name := pod.Namespace, pod.Name
+	patch := []byte(`{"status":{"nominatedNodeName":` + strconv.Quote(pre.Node) + `}}`)
+	s.events.submit(func(ctx context.Context) {
+		_, err := s.client.CoreV1().Pods(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
+		if err != nil && ctx.Err() == nil && !apierrors.IsNotFound(err) {
+			s.log.Warn("nominated node not set", "pod", ns+"/"+name, "error", err)
+		}
+	})
+	for _, v := range pre.Victims {
+		s.events.submit(func(ctx context.Context) {
+			opts := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &v.UID}}
+			err := s.client.CoreV1().Pods(v.Namespace).Delete(ctx, v.Name, opts)
+			if err != nil && ctx.Err() == nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				s.log.Warn("preemption victim not deleted", "pod", v.Namespace+"/"+v.Name, "error", err)
+				return
+			}
+		})
+		victim := &corev1.Pod{}
+		victim.Namespace, victim.Name, victim.UID = v.Namespace, v.Name, v.UID
+		s.events.record(victim, profile, corev1.EventTypeNormal, "Preempted",
+			"Preempted by "+pod.Namespace+"/"+pod.Name+" on node "+pre.Node)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
+	"github.com/tugboat-dev/tugboat/kernel/leaderelect"
 	"github.com/tugboat-dev/tugboat/kernel/loopback"
 	"github.com/tugboat-dev/tugboat/kernel/scheduler"
 	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
@@ -326,5 +327,193 @@ func TestNewValidates(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+// TestSchedulerPreempts: on two nodes holding one pod each (capacity 1), a
+// pod with preemptionPolicy Never stays unschedulable and evicts nothing;
+// a pod of higher priority gets status.nominatedNodeName, one victim is
+// deleted with a Preempted event, and the pod is bound in its place.
+func TestSchedulerPreempts(t *testing.T) {
+	cfg := startAPI(t)
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 2 {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node-%d", i)}}
+		if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zero := int64(0)
+	create := func(name, node string, prio int32, never bool) {
+		t.Helper()
+		p := newPod(name, "")
+		p.Spec.NodeName, p.Spec.Priority, p.Spec.TerminationGracePeriodSeconds = node, &prio, &zero
+		if never {
+			policy := corev1.PreemptNever
+			p.Spec.PreemptionPolicy = &policy
+		}
+		if _, err := cs.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create("low-0", "node-0", 1, false)
+	create("low-1", "node-1", 2, false)
+	prof, err := scheduler.NewProfile(scheduler.DefaultSchedulerName, []scheduler.PluginConfig{
+		{Plugin: &capacityPlugin{max: 1}, Filter: true, Score: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := scheduler.New(scheduler.Config{Client: cfg, Profiles: []*scheduler.Profile{prof}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	get := func(name string) (*corev1.Pod, bool) {
+		p, err := cs.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+		return p, err == nil
+	}
+	create("polite", "", 100, true)
+	waitFor(t, "polite unschedulable", func() (bool, string) {
+		p, _ := get("polite")
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", p.Status)
+	})
+	for _, name := range []string{"low-0", "low-1"} {
+		if _, ok := get(name); !ok {
+			t.Fatalf("%s evicted by a pod with preemptionPolicy Never", name)
+		}
+	}
+	if err := cs.CoreV1().Pods("default").Delete(ctx, "polite", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	create("high", "", 100, false)
+	waitFor(t, "high bound on node-0 in low-0's place", func() (bool, string) {
+		p, _ := get("high")
+		_, low0 := get("low-0")
+		return p.Spec.NodeName == "node-0" && !low0, fmt.Sprintf("high on %q nominated %q, low-0 present %v",
+			p.Spec.NodeName, p.Status.NominatedNodeName, low0)
+	})
+	if p, _ := get("high"); p.Status.NominatedNodeName != "node-0" {
+		t.Errorf("high's nominatedNodeName %q, want node-0", p.Status.NominatedNodeName)
+	}
+	if _, ok := get("low-1"); !ok {
+		t.Error("low-1 (priority 2) evicted; only low-0 (priority 1) should be")
+	}
+	waitFor(t, "Preempted event on low-0", func() (bool, string) {
+		evs, err := cs.CoreV1().Events("default").List(ctx, metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("involvedObject.name", "low-0").String()})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "Preempted" && e.Message == "Preempted by default/high on node node-0" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d events", len(evs.Items))
+	})
+}
+
+// TestSchedulerLeaderElection: two schedulers on one API server with
+// leader election: only the Lease holder binds; when it stops (releasing
+// the Lease) the other takes over and binds the pods created after.
+func TestSchedulerLeaderElection(t *testing.T) {
+	cfg := startAPI(t)
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-0"}}
+	if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := func(id string) (*scheduler.Scheduler, func()) {
+		prof, err := scheduler.NewProfile(scheduler.DefaultSchedulerName, []scheduler.PluginConfig{
+			{Plugin: &capacityPlugin{max: 100}, Filter: true, Score: true},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := scheduler.New(scheduler.Config{Client: cfg, Profiles: []*scheduler.Profile{prof},
+			LeaderElection: &leaderelect.Config{Identity: id, LeaseDuration: 2 * time.Second,
+				RenewDeadline: time.Second, RetryPeriod: 100 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		stop := func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: run: %v", id, err)
+			}
+		}
+		t.Cleanup(func() {
+			if ctx.Err() == nil {
+				stop()
+			}
+		})
+		return s, stop
+	}
+	holder := func() string {
+		l, err := cs.CoordinationV1().Leases("kube-system").Get(ctx, scheduler.DefaultLeaseName, metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *l.Spec.HolderIdentity
+	}
+	first, stopFirst := start("first")
+	waitFor(t, "first holds the lease", func() (bool, string) { h := holder(); return h == "first", "holder " + h })
+	second, _ := start("second")
+	bound := func(names ...string) func() (bool, string) {
+		return func() (bool, string) {
+			for _, n := range names {
+				p, err := cs.CoreV1().Pods("default").Get(ctx, n, metav1.GetOptions{})
+				if err != nil || p.Spec.NodeName == "" {
+					return false, n + " not bound"
+				}
+			}
+			return true, ""
+		}
+	}
+	for i := range 5 {
+		if _, err := cs.CoreV1().Pods("default").Create(ctx, newPod(fmt.Sprintf("a%d", i), ""), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "a0..a4 bound", bound("a0", "a1", "a2", "a3", "a4"))
+	if first.Bound() != 5 || second.Bound() != 0 {
+		t.Fatalf("bound by first %d, by second %d; want 5 and 0", first.Bound(), second.Bound())
+	}
+	stopFirst() // releases the lease
+	waitFor(t, "second holds the lease", func() (bool, string) { h := holder(); return h == "second", "holder " + h })
+	for i := range 3 {
+		if _, err := cs.CoreV1().Pods("default").Create(ctx, newPod(fmt.Sprintf("b%d", i), ""), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "b0..b2 bound", bound("b0", "b1", "b2"))
+	if first.Bound() != 5 || second.Bound() != 3 {
+		t.Fatalf("bound by first %d, by second %d; want 5 and 3", first.Bound(), second.Bound())
 	}
 }

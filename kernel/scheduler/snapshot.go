@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"sort"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 )
@@ -27,6 +29,9 @@ type Snapshot struct {
 	// orphans are pods bound to nodes the snapshot does not have (yet).
 	orphans map[string]map[*podState]bool
 	nextID  uint32
+	// freeIDs are ids of forgotten pods, reused so that ids stay dense
+	// (guests index their pod tables by id).
+	freeIDs []uint32
 
 	// nodeFacts counts the nodes with each hostapi.SchedWhenNode* fact
 	// (by bit - 16); affinityPods the attached pods with pod (anti-)
@@ -63,6 +68,12 @@ type podState struct {
 	rec      []byte     // the pod summary (after the node index)
 	req      requests
 	affinity bool // has podAffinity or podAntiAffinity
+	// For preemption: the pod's uid, priority, whether it is terminating
+	// and when it was created.
+	uid         types.UID
+	priority    int32
+	terminating bool
+	created     time.Time
 }
 
 // change is one entry of the log.
@@ -189,10 +200,18 @@ func (s *Snapshot) place(pod *corev1.Pod, node string, r *requests) {
 	key := podKey{pod.Namespace, pod.Name}
 	p := s.pods[key]
 	if p == nil {
-		s.nextID++
-		p = &podState{key: key, id: s.nextID, slot: -1}
+		var id uint32
+		if k := len(s.freeIDs); k > 0 {
+			id, s.freeIDs = s.freeIDs[k-1], s.freeIDs[:k-1]
+		} else {
+			s.nextID++
+			id = s.nextID
+		}
+		p = &podState{key: key, id: id, slot: -1}
 		s.pods[key] = p
 	}
+	p.uid, p.priority, p.terminating = pod.UID, priority(pod), pod.DeletionTimestamp != nil
+	p.created = pod.CreationTimestamp.Time
 	rec := podRecord(p.id, pod, r)
 	if p.nodeName == node && bytes.Equal(p.rec, rec) {
 		return
@@ -265,6 +284,7 @@ func (s *Snapshot) RemovePod(namespace, name string) bool {
 	}
 	s.unplace(p)
 	delete(s.pods, key)
+	s.freeIDs = append(s.freeIDs, p.id)
 	return true
 }
 

@@ -81,8 +81,8 @@ func Valid(v []byte) bool {
 // false if some step is not an object or lacks the key.
 func (v Value) Get(keys ...string) (Value, bool) {
 	cur := v
-	for _, k := range keys {
-		next, ok := cur.member(k)
+	for n, k := range keys {
+		next, ok := cur.member(k, n == len(keys)-1)
 		if !ok {
 			return nil, false
 		}
@@ -91,8 +91,11 @@ func (v Value) Get(keys ...string) (Value, bool) {
 	return cur, true
 }
 
-// member returns the value of key in object v.
-func (v Value) member(key string) (Value, bool) {
+// member returns the value of key in object v. Unless exact, the value
+// found runs on to the end of v: a lookup inside it stops at its closing
+// bracket anyway, and this way the value is not scanned twice (in a Wasm
+// guest, stepping over a large metadata object was most of a lookup).
+func (v Value) member(key string, exact bool) (Value, bool) {
 	i := skipSpace(v, 0)
 	if i >= len(v) || v[i] != '{' {
 		return nil, false
@@ -105,16 +108,29 @@ func (v Value) member(key string) (Value, bool) {
 		if v[i] != '"' {
 			return nil, false
 		}
-		kend, esc, ok := scanString(v, i)
-		if !ok {
-			return nil, false
+		// Keys are nearly always plain ASCII: compare those in place, and
+		// let scanString and keyEqual handle the rest (calls and passes
+		// over the key that cost a Wasm guest most of a lookup).
+		var match bool
+		if j := plainStringEnd(v, i); j > 0 {
+			match = string(v[i+1:j-1]) == key
+			i = j
+		} else {
+			kend, esc, ok := scanString(v, i)
+			if !ok {
+				return nil, false
+			}
+			match = keyEqual(v[i+1:kend-1], esc, key)
+			i = kend
 		}
-		match := keyEqual(v[i+1:kend-1], esc, key)
-		i = skipSpace(v, kend)
+		i = skipSpace(v, i)
 		if i >= len(v) || v[i] != ':' {
 			return nil, false
 		}
 		i = skipSpace(v, i+1)
+		if match && !exact {
+			return v[i:], true
+		}
 		vend, ok := skipFast(v, i)
 		if !ok {
 			return nil, false
@@ -158,19 +174,26 @@ func (v Value) EachMember(fn func(key []byte, val Value) bool) error {
 		if v[i] != '"' {
 			return ErrSyntax
 		}
-		kend, esc, ok := scanString(v, i)
-		if !ok {
-			return ErrSyntax
-		}
-		key := []byte(v[i+1 : kend-1])
-		if esc || !utf8.Valid(key) {
-			s, ok := unescape(key)
+		var key []byte
+		if j := plainStringEnd(v, i); j > 0 {
+			key = v[i+1 : j-1]
+			i = j
+		} else {
+			kend, esc, ok := scanString(v, i)
 			if !ok {
 				return ErrSyntax
 			}
-			key = []byte(s)
+			key = v[i+1 : kend-1]
+			if esc || !utf8.Valid(key) {
+				s, ok := unescape(key)
+				if !ok {
+					return ErrSyntax
+				}
+				key = []byte(s)
+			}
+			i = kend
 		}
-		i = skipSpace(v, kend)
+		i = skipSpace(v, i)
 		if i >= len(v) || v[i] != ':' {
 			return ErrSyntax
 		}
@@ -472,6 +495,22 @@ func digits(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// plainStringEnd returns the index just past the string starting at b[i]
+// if it is plain printable ASCII (no escapes, control characters or
+// multi-byte UTF-8, so its raw bytes are its value), or 0.
+func plainStringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		c := b[i]
+		if c == '"' {
+			return i + 1
+		}
+		if c == '\\' || c < 0x20 || c >= 0x80 {
+			return 0
+		}
+	}
+	return 0
 }
 
 // scanString returns the index just past the string starting at b[i] and

@@ -25,6 +25,7 @@ type Module struct {
 	plugin       any
 	filter       Filterer
 	scorer       Scorer
+	parts        PartScorer
 	skipFilter   FilterSkipper
 	skipScore    ScoreSkipper
 	norm         Normalization
@@ -37,6 +38,7 @@ type Module struct {
 	hasPod  bool
 	nodes   []*Node
 	scores  []int64
+	partsV  [][]int64
 	result  FilterResult
 	out     []byte
 	lastErr string
@@ -56,6 +58,7 @@ func New(p any, m sdk.Manifest) (*Module, error) {
 	mod := &Module{plugin: p, snap: newSnapshot()}
 	mod.filter, _ = p.(Filterer)
 	mod.scorer, _ = p.(Scorer)
+	mod.parts, _ = p.(PartScorer)
 	mod.skipFilter, _ = p.(FilterSkipper)
 	mod.skipScore, _ = p.(ScoreSkipper)
 	mod.hooks.node, _ = p.(NodeWatcher)
@@ -330,25 +333,56 @@ func (m *Module) runFilter() error {
 	return nil
 }
 
+// ScoreParts returns the number of score vectors the module's scorer
+// answers with (hostapi's score parts; 1 for a plain Scorer).
+func (m *Module) ScoreParts() int {
+	if m.parts != nil {
+		return max(m.parts.ScoreParts(), 1)
+	}
+	return 1
+}
+
 func (m *Module) runScore() error {
 	n := len(m.nodes)
-	if cap(m.scores) < n {
-		m.scores = make([]int64, n)
+	k := m.ScoreParts()
+	if cap(m.scores) < k*n {
+		m.scores = make([]int64, k*n)
 	}
-	scores := m.scores[:n]
-	clear(scores)
-	if n > 0 {
-		if err := m.scorer.Score(m.snap, &m.pod, m.nodes, scores); err != nil {
-			return err
+	all := m.scores[:k*n]
+	clear(all)
+	if k == 1 {
+		if n > 0 {
+			if err := m.scorer.Score(m.snap, &m.pod, m.nodes, all); err != nil {
+				return err
+			}
+		}
+	} else {
+		m.partsV = m.partsV[:0]
+		for j := range k {
+			m.partsV = append(m.partsV, all[j*n:(j+1)*n:(j+1)*n])
+		}
+		if n > 0 {
+			if err := m.parts.ScoreAll(m.snap, &m.pod, m.nodes, m.partsV); err != nil {
+				return err
+			}
 		}
 	}
-	switch m.norm {
+	out := append(m.out[:0], hostapi.SchedStatusOK)
+	for j := range k {
+		out = appendScores(out, all[j*n:(j+1)*n], m.norm)
+	}
+	m.out = out
+	return nil
+}
+
+// appendScores normalises scores and appends them as one vector.
+func appendScores(out []byte, scores []int64, norm Normalization) []byte {
+	switch norm {
 	case NormalizeMax:
 		DefaultNormalize(scores, false)
 	case NormalizeMaxReverse:
 		DefaultNormalize(scores, true)
 	}
-	out := append(m.out[:0], hostapi.SchedStatusOK)
 	// A plain loop: a func value called per node is a real call in Wasm.
 	nonzero := false
 	for _, s := range scores {
@@ -358,9 +392,9 @@ func (m *Module) runScore() error {
 		}
 	}
 	if !nonzero {
-		m.out = hostapi.AppendU32(out, 0) // all zero
-		return nil
+		return hostapi.AppendU32(out, 0) // all zero
 	}
+	n := len(scores)
 	out = hostapi.AppendU32(out, uint32(n))
 	out = slices.Grow(out, 8*n)
 	at := len(out)
@@ -368,8 +402,7 @@ func (m *Module) runScore() error {
 	for i, s := range scores {
 		binary.LittleEndian.PutUint64(out[at+8*i:], uint64(s))
 	}
-	m.out = out
-	return nil
+	return out
 }
 
 // FilterResult collects a filter's rejections. Candidates not rejected

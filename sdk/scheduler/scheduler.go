@@ -158,7 +158,8 @@ type Node struct {
 // PodInfo summarises a pod bound to a node, or assumed there by the
 // scheduler while its binding is in flight (the two look the same).
 type PodInfo struct {
-	// ID is the host's id of the pod, unique in the table.
+	// ID is the host's id of the pod, unique in the table; small and
+	// dense (the id of a removed pod may be reused by a later one).
 	ID        uint32
 	UID       string
 	Namespace string
@@ -238,6 +239,19 @@ type Filterer interface {
 // in 0..MaxScore (see Normalize for raw scores). The slice starts zeroed.
 type Scorer interface {
 	Score(s *Snapshot, pod *Pod, nodes []*Node, scores []int64) error
+}
+
+// PartScorer is implemented by a scorer that computes several
+// kube-scheduler scorers in one walk over the candidates (score parts, as
+// NodeResourcesFit with NodeResourcesBalancedAllocation): one module, one
+// node table and one call instead of several. ScoreParts says how many
+// parts the settings enabled (fixed after Configure; 1 means Score is
+// used); ScoreAll fills scores[k][i] for part k and nodes[i] (zeroed, each
+// part normalised like Score's). The host weighs each part with the weight
+// its profile gives it.
+type PartScorer interface {
+	ScoreParts() int
+	ScoreAll(s *Snapshot, pod *Pod, nodes []*Node, scores [][]int64) error
 }
 
 // FilterSkipper is implemented by filters that can tell from the pod

@@ -15,13 +15,16 @@ type Snapshot struct {
 	keepRaw bool    // the plugin wants Node.Raw
 	nodes   []*Node // by index; nil for free indexes
 	byName  map[string]*Node
-	pods    map[uint32]*PodInfo
-	count   int
-	gen     uint64
+	// pods by host id: the host keeps ids dense (it reuses freed ones),
+	// and a slice costs a fraction of a map in Wasm.
+	pods  []*PodInfo
+	npods int
+	count int
+	gen   uint64
 }
 
 func newSnapshot() *Snapshot {
-	return &Snapshot{byName: map[string]*Node{}, pods: map[uint32]*PodInfo{}}
+	return &Snapshot{byName: map[string]*Node{}}
 }
 
 // Node returns the node at index, or nil.
@@ -47,12 +50,20 @@ func (s *Snapshot) Len() int { return s.count }
 func (s *Snapshot) MaxIndex() int { return len(s.nodes) }
 
 // Pod returns the bound or assumed pod with the host's id, or nil.
-func (s *Snapshot) Pod(id uint32) *PodInfo { return s.pods[id] }
+func (s *Snapshot) Pod(id uint32) *PodInfo {
+	if int64(id) >= int64(len(s.pods)) {
+		return nil
+	}
+	return s.pods[id]
+}
+
+// NumPods returns the number of bound or assumed pods.
+func (s *Snapshot) NumPods() int { return s.npods }
 
 // Pods calls fn for every bound or assumed pod until it returns false.
 func (s *Snapshot) Pods(fn func(*PodInfo) bool) {
 	for _, p := range s.pods {
-		if !fn(p) {
+		if p != nil && !fn(p) {
 			return
 		}
 	}
@@ -79,6 +90,8 @@ func (s *Snapshot) reset(h *hooks) {
 	s.nodes = s.nodes[:0]
 	clear(s.byName)
 	clear(s.pods)
+	s.pods = s.pods[:0]
+	s.npods = 0
 	s.count = 0
 	s.gen = 0
 }
@@ -219,7 +232,10 @@ func (s *Snapshot) addPod(r *hostapi.SchedReader, h *hooks) error {
 	if int(idx) >= len(s.nodes) || s.nodes[idx] == nil {
 		return errTable
 	}
-	if old := s.pods[p.ID]; old != nil {
+	if p.ID > 1<<26 {
+		return errTable
+	}
+	if old := s.Pod(p.ID); old != nil {
 		// A re-add replaces (assumed -> bound, or a changed summary).
 		if err := s.removePod(uint32(old.Node.Index), old.ID, h); err != nil {
 			return err
@@ -233,7 +249,11 @@ func (s *Snapshot) addPod(r *hostapi.SchedReader, h *hooks) error {
 	n.NonZeroMilliCPU += p.NonZeroMilliCPU
 	n.NonZeroMemory += p.NonZeroMemory
 	n.Generation++
+	for int(p.ID) >= len(s.pods) {
+		s.pods = append(s.pods, nil)
+	}
 	s.pods[p.ID] = p
+	s.npods++
 	if h.pod != nil {
 		h.pod.PodAdded(p)
 	}
@@ -241,7 +261,7 @@ func (s *Snapshot) addPod(r *hostapi.SchedReader, h *hooks) error {
 }
 
 func (s *Snapshot) removePod(idx, id uint32, h *hooks) error {
-	p := s.pods[id]
+	p := s.Pod(id)
 	if p == nil || uint32(p.Node.Index) != idx {
 		return errTable
 	}
@@ -255,7 +275,8 @@ func (s *Snapshot) removePod(idx, id uint32, h *hooks) error {
 	n.NonZeroMilliCPU -= p.NonZeroMilliCPU
 	n.NonZeroMemory -= p.NonZeroMemory
 	n.Generation++
-	delete(s.pods, id)
+	s.pods[id] = nil
+	s.npods--
 	if h.pod != nil {
 		h.pod.PodRemoved(p)
 	}

@@ -883,3 +883,102 @@ spec:
 		t.Errorf("%d pods Running on the failed node", r)
 	}
 }
+
+// TestControllersDeploymentProgressDeadline: a Deployment whose pods never
+// become available (no scheduler binds them) times out after its
+// progressDeadlineSeconds: Progressing=False/ProgressDeadlineExceeded, and
+// kubectl rollout status fails with Kubernetes' message.
+func TestControllersDeploymentProgressDeadline(t *testing.T) {
+	skipShort(t)
+	_, k, _ := startWithControllers(t, "--sim-nodes", "1", "--disable-agent", "--scheduler-enabled=false")
+	k.apply(t, `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stuck}
+spec:
+  replicas: 2
+  progressDeadlineSeconds: 2
+  selector: {matchLabels: {app: stuck}}
+  template:
+    metadata: {labels: {app: stuck}}
+    spec: {containers: [{name: c, image: never-ready}]}
+`)
+	r := k.try(t, "rollout", "status", "deployment/stuck", "--timeout=60s")
+	if want := `deployment "stuck" exceeded its progress deadline`; r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("rollout status exited %d with\nstdout: %s\nstderr: %s\nwant a failure saying %s", r.code, r.stdout, r.stderr, want)
+	}
+	var d appsv1.Deployment
+	k.getJSON(t, &d, "deployment", "stuck")
+	var prog *appsv1.DeploymentCondition
+	for i, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing {
+			prog = &d.Status.Conditions[i]
+		}
+	}
+	if prog == nil || prog.Status != corev1.ConditionFalse || prog.Reason != "ProgressDeadlineExceeded" ||
+		!strings.HasSuffix(prog.Message, "has timed out progressing.") || prog.LastUpdateTime.IsZero() {
+		t.Fatalf("Progressing condition %+v, want False/ProgressDeadlineExceeded", prog)
+	}
+}
+
+// TestControllersNodeNotReady: a node whose agent reports Ready=False gets
+// the node.kubernetes.io/not-ready NoSchedule and NoExecute taints, its
+// pod without a toleration is evicted after the (shortened) eviction
+// timeout, and Ready=True lifts the taints.
+func TestControllersNodeNotReady(t *testing.T) {
+	skipShort(t)
+	dir := controllerPlugins(t, allControllers...)
+	config := filepath.Join(t.TempDir(), "tugboat.yaml")
+	if err := os.WriteFile(config, []byte(`controllers:
+  plugins:
+    - name: node-lifecycle
+      path: `+filepath.Join(dir, "node-lifecycle.wasm")+`
+      settings: {"evictionTimeout": "1s"}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := testenv.StartServer(t, "--controllers-plugins-dir", dir, "--config", config, "--sim-nodes", "1",
+		"--disable-agent", "--scheduler-enabled=false")
+	k := newKubectl(t, s)
+	k.apply(t, `
+apiVersion: v1
+kind: Pod
+metadata: {name: victim}
+spec:
+  nodeName: sim-0
+  containers: [{name: c, image: nginx}]
+`)
+	eventually(t, "victim Running", func() string {
+		if phase := k.jsonpath(t, "pod/victim", "{.status.phase}"); phase != "Running" {
+			return "phase " + phase
+		}
+		return ""
+	})
+	setReady := func(status string) {
+		k.run(t, "patch", "node", "sim-0", "--subresource=status",
+			"-p", `{"status":{"conditions":[{"type":"Ready","status":"`+status+`","reason":"E2E","message":"set by the test"}]}}`)
+	}
+	taints := func() string {
+		return k.jsonpath(t, "node/sim-0", `{range .spec.taints[*]}{.key}:{.effect} {end}`)
+	}
+	setReady("False")
+	eventually(t, "not-ready taints", func() string {
+		if got := taints(); got != "node.kubernetes.io/not-ready:NoSchedule node.kubernetes.io/not-ready:NoExecute " {
+			return "taints " + got
+		}
+		return ""
+	})
+	eventually(t, "victim evicted", func() string {
+		if r := k.try(t, "get", "pod", "victim"); r.code == 0 {
+			return "victim still there: " + r.stdout
+		}
+		return ""
+	})
+	setReady("True")
+	eventually(t, "taints lifted", func() string {
+		if got := taints(); got != "" {
+			return "taints " + got
+		}
+		return ""
+	})
+}

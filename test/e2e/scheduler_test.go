@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -166,4 +167,137 @@ func containsFields(out, reason, object, msg string) bool {
 		}
 	}
 	return false
+}
+
+// prioPod is a pod of the given PriorityClass requesting 1500m CPU (one
+// fits on a 2-CPU node).
+func prioPod(name, class string) string {
+	return `apiVersion: v1
+kind: Pod
+metadata: {name: ` + name + `}
+spec:
+  priorityClassName: ` + class + `
+  terminationGracePeriodSeconds: 1
+  containers: [{name: app, image: nginx:1.27, resources: {requests: {cpu: 1500m}}}]
+`
+}
+
+// TestSchedulerPreemption runs preemption on a cluster of two simulated
+// 2-CPU nodes through kubectl: two low-priority pods fill it; a pod whose
+// class says preemptionPolicy: Never stays Pending and evicts nothing; a
+// high-priority pod evicts exactly one low-priority pod (a Preempted event
+// names it) and runs on its node.
+func TestSchedulerPreemption(t *testing.T) {
+	skipShort(t)
+	s := testenv.StartServer(t, "--disable-agent", "--controllers-enabled=false",
+		"--sim-nodes", "2", "--sim-capacity", "cpu=2,memory=8Gi,pods=110",
+		"--scheduler-plugins-dir", schedulerPlugins(t))
+	k := newKubectl(t, s)
+	k.apply(t, `apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: low}
+value: 10
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: polite}
+value: 500
+preemptionPolicy: Never
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: high}
+value: 1000
+`)
+	pod := func(name string) (corev1.Pod, bool) {
+		var list corev1.PodList
+		k.getJSON(t, &list, "pods")
+		for _, p := range list.Items {
+			if p.Name == name {
+				return p, true
+			}
+		}
+		return corev1.Pod{}, false
+	}
+	running := func(name string) string {
+		p, ok := pod(name)
+		switch {
+		case !ok:
+			return name + " is gone"
+		case p.Status.Phase != corev1.PodRunning || p.Spec.NodeName == "":
+			return name + " is " + string(p.Status.Phase) + " on " + quote(p.Spec.NodeName)
+		}
+		return ""
+	}
+	k.apply(t, prioPod("low-1", "low"))
+	k.apply(t, prioPod("low-2", "low"))
+	eventually(t, "both low-priority pods running", func() string {
+		if r := running("low-1"); r != "" {
+			return r
+		}
+		return running("low-2")
+	})
+	if p, _ := pod("low-1"); p.Spec.Priority == nil || *p.Spec.Priority != 10 {
+		t.Fatalf("low-1 priority %v, want 10 from its PriorityClass", p.Spec.Priority)
+	}
+
+	// preemptionPolicy: Never: unschedulable, and nobody is evicted.
+	k.apply(t, prioPod("polite", "polite"))
+	eventually(t, "polite unschedulable", func() string {
+		p, _ := pod("polite")
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && strings.Contains(c.Message, "Insufficient cpu") {
+				return ""
+			}
+		}
+		return "polite: " + string(p.Status.Phase) + " on " + quote(p.Spec.NodeName)
+	})
+	for _, name := range []string{"low-1", "low-2"} {
+		if r := running(name); r != "" {
+			t.Fatalf("after the preemptionPolicy: Never pod: %s", r)
+		}
+	}
+	k.run(t, "delete", "pod", "polite", "--wait=false")
+
+	k.apply(t, prioPod("high", "high"))
+	var node string
+	eventually(t, "high running after preempting one low-priority pod", func() string {
+		if r := running("high"); r != "" {
+			return r
+		}
+		p, _ := pod("high")
+		node = p.Spec.NodeName
+		return ""
+	})
+	_, have1 := pod("low-1")
+	_, have2 := pod("low-2")
+	eventually(t, "exactly one victim gone", func() string {
+		_, have1 = pod("low-1")
+		_, have2 = pod("low-2")
+		if have1 == have2 {
+			return "low-1 present " + strconv.FormatBool(have1) + ", low-2 present " + strconv.FormatBool(have2)
+		}
+		return ""
+	})
+	victim, survivor := "low-1", "low-2"
+	if have1 {
+		victim, survivor = survivor, victim
+	}
+	if r := running(survivor); r != "" {
+		t.Fatalf("the other low-priority pod: %s", r)
+	}
+	if p, _ := pod(survivor); p.Spec.NodeName == node {
+		t.Fatalf("%s runs on %s with high", survivor, node)
+	}
+	out := k.run(t, "get", "pods", "-o", "wide")
+	if !strings.Contains(out, "high") || strings.Contains(out, victim) {
+		t.Fatalf("kubectl get pods -o wide:\n%s", out)
+	}
+	eventually(t, "Preempted event for the victim", func() string {
+		out := k.run(t, "get", "events", "-o", "custom-columns=REASON:.reason,OBJ:.involvedObject.name,MSG:.message", "--no-headers")
+		if !containsFields(out, "Preempted", victim, "Preempted by default/high on node "+node) {
+			return "no Preempted event for " + victim + " in:\n" + out
+		}
+		return ""
+	})
 }

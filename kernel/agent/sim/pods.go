@@ -130,6 +130,7 @@ func (c *Cluster) podDeleted(obj any) {
 	}
 	c.mu.Lock()
 	delete(c.started, string(pod.UID))
+	delete(c.usage, string(pod.UID))
 	c.mu.Unlock()
 }
 

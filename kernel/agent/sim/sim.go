@@ -190,7 +190,8 @@ type Cluster struct {
 	// started records when the simulator first saw each running pod, so
 	// exit delays are exact (status times have second precision).
 	mu      sync.Mutex
-	started map[string]time.Time // pod UID -> start
+	started map[string]time.Time   // pod UID -> start
+	usage   map[string]*cpuCounter // pod UID -> synthetic CPU use (stats.go)
 
 	wg     sync.WaitGroup
 	cancel context.CancelFunc

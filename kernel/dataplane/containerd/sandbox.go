@@ -21,6 +21,10 @@ import (
 // sandboxPrefix starts the containerd ID of a pod sandbox.
 const sandboxPrefix = "tugboat-sandbox-"
 
+// labelNetNS on a sandbox container records the network namespace it
+// joined (ContainerSpec.NetNS), so a restarted runtime knows it.
+const labelNetNS = "tugboat.dev/netns"
+
 // pauseScript is the sandbox's process: it holds the pod's namespaces,
 // reaps orphans (ash waits for any child) and exits on SIGTERM. $1 is
 // "net" when the sandbox has a network namespace of its own.
@@ -34,6 +38,10 @@ type sandbox struct {
 	id   string // containerd ID
 	task client.Task
 	pid  int
+	// netns is the network namespace the sandbox joined (the pod
+	// network's, ContainerSpec.NetNS); "" when it has its own or the
+	// host's.
+	netns string
 }
 
 // sandboxKey is the pod a container belongs to: its pod UID label, else
@@ -45,13 +53,15 @@ func sandboxKey(spec dataplane.ContainerSpec) string {
 	return spec.ID
 }
 
-// joinOpts makes a container join the sandbox's namespaces.
+// joinOpts makes a container join the sandbox's namespaces: the network
+// namespace too with podNetwork or when the sandbox joined a pod network
+// namespace.
 func (sb *sandbox) joinOpts(podNetwork bool) []oci.SpecOpts {
 	ns := func(t specs.LinuxNamespaceType, name string) oci.SpecOpts {
 		return oci.WithLinuxNamespace(specs.LinuxNamespace{Type: t, Path: filepath.Join("/proc", strconv.Itoa(sb.pid), "ns", name)})
 	}
 	opts := []oci.SpecOpts{ns(specs.PIDNamespace, "pid"), ns(specs.IPCNamespace, "ipc")}
-	if podNetwork {
+	if podNetwork || sb.netns != "" {
 		return append(opts, ns(specs.NetworkNamespace, "net"), ns(specs.UTSNamespace, "uts"))
 	}
 	return append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace),
@@ -61,6 +71,13 @@ func (sb *sandbox) joinOpts(podNetwork bool) []oci.SpecOpts {
 // ensureSandbox returns the pod's running sandbox, starting one if there
 // is none (or it died).
 func (r *Runtime) ensureSandbox(ctx context.Context, key, podName string) (*sandbox, error) {
+	return r.ensureSandboxIn(ctx, key, podName, "")
+}
+
+// ensureSandboxIn is ensureSandbox for a sandbox that joins the network
+// namespace at netns (the pod network's; "" as ensureSandbox), so every
+// container of the pod shares it.
+func (r *Runtime) ensureSandboxIn(ctx context.Context, key, podName, netns string) (*sandbox, error) {
 	r.sbMu.Lock()
 	defer r.sbMu.Unlock()
 	r.mu.Lock()
@@ -80,18 +97,27 @@ func (r *Runtime) ensureSandbox(ctx context.Context, key, podName string) (*sand
 	r.deleteSandbox(ctx, id) // a leftover of an earlier runtime
 	args := []string{"/bin/busybox", "sh", "-c", pauseScript, "pause"}
 	opts := []oci.SpecOpts{oci.WithRootFSPath(rootfs), oci.WithRootFSReadonly()}
-	if r.opts.PodNetwork {
+	labels := map[string]string{labelManaged: "sandbox", labelSandbox: key}
+	switch {
+	case netns != "":
+		// The pod network's namespace, set up (lo included) by the agent.
+		labels[labelNetNS] = netns
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netns}))
+		if podName != "" {
+			opts = append(opts, oci.WithHostname(podName))
+		}
+	case r.opts.PodNetwork:
 		args = append(args, "net")
 		opts = append(opts, oci.WithAddedCapabilities([]string{"CAP_NET_ADMIN"}))
 		if podName != "" {
 			opts = append(opts, oci.WithHostname(podName))
 		}
-	} else {
+	default:
 		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace))
 	}
 	opts = append(opts, oci.WithProcessArgs(args...))
 	ctr, err := r.client.NewContainer(ctx, id,
-		client.WithContainerLabels(map[string]string{labelManaged: "sandbox", labelSandbox: key}),
+		client.WithContainerLabels(labels),
 		client.WithNewSpec(opts...))
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox: %w", err)
@@ -106,7 +132,7 @@ func (r *Runtime) ensureSandbox(ctx context.Context, key, podName string) (*sand
 		ctr.Delete(ctx)
 		return nil, fmt.Errorf("pod sandbox: %s", runcMessage(err))
 	}
-	sb = &sandbox{key: key, id: id, task: task, pid: int(task.Pid())}
+	sb = &sandbox{key: key, id: id, task: task, pid: int(task.Pid()), netns: netns}
 	r.mu.Lock()
 	r.sandboxes[key] = sb
 	r.mu.Unlock()
@@ -160,7 +186,7 @@ func (r *Runtime) loadSandboxes(ctx context.Context) error {
 			continue
 		}
 		key := labels[labelSandbox]
-		r.sandboxes[key] = &sandbox{key: key, id: ctr.ID(), task: task, pid: int(task.Pid())}
+		r.sandboxes[key] = &sandbox{key: key, id: ctr.ID(), task: task, pid: int(task.Pid()), netns: labels[labelNetNS]}
 	}
 	return nil
 }

@@ -1,7 +1,8 @@
 // Package dataplanetest is the conformance suite every workload runtime
 // passes: start, exit codes, graceful and forced stop, logs, environment,
-// working directory, start errors, exec, removal and adoption by a new
-// runtime instance on the same state directory.
+// working directory, start errors, exec, removal, adoption by a new
+// runtime instance on the same state directory, and (as root) containers
+// and execs joining a pod's network namespace.
 package dataplanetest
 
 import (
@@ -19,6 +20,7 @@ import (
 
 	"github.com/tugboat-dev/tugboat/kernel/dataplane"
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
+	"github.com/tugboat-dev/tugboat/kernel/network/bridge"
 )
 
 // Factory opens a runtime on dir; opening it again on the same dir must
@@ -182,6 +184,41 @@ func Run(t *testing.T, open Factory, cmds Commands) {
 		list, err := rt.List()
 		if err != nil || len(list) != 0 {
 			t.Errorf("List after Remove = %v %v", list, err)
+		}
+	})
+
+	t.Run("network namespace", func(t *testing.T) {
+		if uid := os.Geteuid(); uid != 0 {
+			t.Skipf("creating a network namespace needs root (CAP_SYS_ADMIN); running as uid %d", uid)
+		}
+		nsPath := filepath.Join(t.TempDir(), "pod-netns")
+		if err := bridge.NewNetNS(nsPath); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := bridge.DeleteNetNS(nsPath); err != nil {
+				t.Error(err)
+			}
+		})
+		var fi syscall.Stat_t
+		if err := syscall.Stat(nsPath, &fi); err != nil {
+			t.Fatal(err)
+		}
+		want := "net:[" + strconv.FormatUint(fi.Ino, 10) + "]"
+		rt := openFresh(t, open)
+		pod := map[string]string{"pod-uid": "netns-pod"}
+		start(t, rt, dataplane.ContainerSpec{ID: "in-pod", Labels: pod, NetNS: nsPath,
+			Command: sh("readlink /proc/self/ns/net; sleep 30")})
+		waitLog(t, rt, "in-pod", "stdout F "+want)
+		var out bytes.Buffer
+		code, err := rt.Exec(context.Background(), "in-pod", dataplane.ExecSpec{Command: sh("readlink /proc/self/ns/net"), Stdout: &out, Stderr: &out})
+		if err != nil || code != 0 || strings.TrimSpace(out.String()) != want {
+			t.Errorf("exec in the pod's namespace = %d %q %v, want %s", code, out.String(), err, want)
+		}
+		start(t, rt, dataplane.ContainerSpec{ID: "host", Command: sh("readlink /proc/self/ns/net")})
+		waitExited(t, rt, "host")
+		if logs := readLog(t, rt, "host"); strings.Contains(logs, want) || !strings.Contains(logs, "stdout F net:[") {
+			t.Errorf("a container without NetNS logged %q, want a namespace other than %s", logs, want)
 		}
 	})
 

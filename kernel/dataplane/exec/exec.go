@@ -13,7 +13,9 @@
 // that are still running, and learns the exit code of those that ended
 // meanwhile from the exit file. As root, containers with mounts get a
 // private mount namespace with bind mounts; without root a mount becomes a
-// symlink at the container path when nothing is there yet.
+// symlink at the container path when nothing is there yet. A container
+// with ContainerSpec.NetNS is started (and exec'd into) inside that network
+// namespace: the process is forked from a thread that joined it (netns.go).
 package exec
 
 import (
@@ -80,6 +82,7 @@ type record struct {
 	Pid        int               `json:"pid,omitempty"`
 	ProcStart  uint64            `json:"procStart,omitempty"` // /proc/<pid>/stat starttime
 	MountNS    bool              `json:"mountNS,omitempty"`
+	NetNS      string            `json:"netns,omitempty"`
 	Symlinks   []string          `json:"symlinks,omitempty"`
 	Cgroups    []string          `json:"cgroups,omitempty"`
 	Status     dataplane.Status  `json:"status"`
@@ -205,7 +208,7 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 	}
 
 	dir := r.ctrDir(spec.ID)
-	c.rec = record{ID: spec.ID, Labels: spec.Labels, Image: spec.Image, Env: spec.Env, WorkingDir: spec.WorkingDir}
+	c.rec = record{ID: spec.ID, Labels: spec.Labels, Image: spec.Image, Env: spec.Env, WorkingDir: spec.WorkingDir, NetNS: spec.NetNS}
 	if c.rec.WorkingDir == "" {
 		c.rec.WorkingDir = filepath.Join(dir, "work")
 	}
@@ -216,6 +219,11 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 		r.mu.Unlock()
 		os.RemoveAll(dir)
 		return err
+	}
+	if spec.NetNS != "" {
+		if _, err := os.Stat(spec.NetNS); err != nil {
+			return fail(fmt.Errorf("exec runtime: network namespace %s: %w", spec.NetNS, errdefs.ErrInvalid))
+		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fail(fmt.Errorf("exec runtime: %w", err))
@@ -307,7 +315,7 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 	// Hold the lock so the reaper cannot see the child before its pid is
 	// recorded, and the Running state is saved before any exit is.
 	r.mu.Lock()
-	err = cmd.Start()
+	err = inNetNS(spec.NetNS, cmd.Start)
 	if err != nil {
 		r.mu.Unlock()
 		c.finishLogs()

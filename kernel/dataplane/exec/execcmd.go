@@ -19,7 +19,7 @@ import (
 
 // Exec implements dataplane.Runtime: the command runs with the
 // container's environment and working directory (in its mount namespace
-// when it has one).
+// when it has one, in its network namespace when it has one).
 func (r *Runtime) Exec(ctx context.Context, id string, spec dataplane.ExecSpec) (int, error) {
 	c, err := r.get(id)
 	if err != nil {
@@ -83,7 +83,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, spec dataplane.ExecSpec) 
 				}
 			}()
 		}
-		if err := cmd.Start(); err != nil {
+		if err := inNetNS(rec.NetNS, cmd.Start); err != nil {
 			slave.Close()
 			return 0, fmt.Errorf("exec runtime: exec in %s: %w", id, err)
 		}
@@ -107,13 +107,13 @@ func (r *Runtime) Exec(ctx context.Context, id string, spec dataplane.ExecSpec) 
 				io.Copy(pw, spec.Stdin)
 				pw.Close()
 			}()
-			err = cmd.Start()
+			err = inNetNS(rec.NetNS, cmd.Start)
 			pr.Close()
 			if err == nil {
 				err = cmd.Wait()
 			}
-		} else {
-			err = cmd.Run()
+		} else if err = inNetNS(rec.NetNS, cmd.Start); err == nil {
+			err = cmd.Wait()
 		}
 	}
 	var ee *osexec.ExitError

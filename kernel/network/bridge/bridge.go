@@ -293,6 +293,31 @@ func (n *Network) Teardown(podUID string) error {
 	return nil
 }
 
+// Pods lists the pod UIDs that hold an address or a pinned namespace,
+// so a restarted agent can tear down those of pods that no longer exist.
+func (n *Network) Pods() ([]string, error) {
+	seen := map[string]bool{}
+	owners, err := n.ipam.owners()
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range owners {
+		seen[o] = true
+	}
+	ents, err := os.ReadDir(n.cfg.NetNSDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read netns dir: %w", err)
+	}
+	for _, e := range ents {
+		seen[e.Name()] = true
+	}
+	out := make([]string, 0, len(seen))
+	for uid := range seen {
+		out = append(out, uid)
+	}
+	return out, nil
+}
+
 // Peer is another node: its pod CIDR and its node address (reachable
 // from this node without a gateway, as host-gw requires).
 type Peer struct {

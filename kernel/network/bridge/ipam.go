@@ -64,6 +64,26 @@ func (m *ipam) lookup(owner string) (netip.Addr, bool, error) {
 	return netip.Addr{}, false, nil
 }
 
+// owners lists the owners holding an address.
+func (m *ipam) owners() ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	entries, err := os.ReadDir(m.dir)
+	if err != nil {
+		return nil, fmt.Errorf("read ipam dir: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if _, err := netip.ParseAddr(e.Name()); err != nil {
+			continue
+		}
+		if data, err := os.ReadFile(filepath.Join(m.dir, e.Name())); err == nil {
+			out = append(out, strings.TrimSpace(string(data)))
+		}
+	}
+	return out, nil
+}
+
 // allocate returns owner's address, allocating one if it holds none. A
 // full range is errdefs.ErrUnavailable.
 func (m *ipam) allocate(owner string) (netip.Addr, error) {

@@ -130,9 +130,11 @@ type Store struct {
 	sub       uint16       // revision-less groups since committed; committer-owned
 	compacted atomic.Int64 // history at or below is gone
 
-	wal      *wal      // nil in memory; committer-owned after Open
-	walCheck time.Time // when the committer last looked for removable segments
-	walRots  int       // the wal's rotations at that time
+	wal      *wal           // nil in memory; committer-owned after Open
+	walCheck time.Time      // when the committer last looked for removable segments
+	walRots  int            // the wal's rotations at that time
+	trimming atomic.Bool    // a removal of old log segments is running
+	trimWG   sync.WaitGroup // that removal
 
 	compactStaged int64 // highest compaction staged; committer-owned
 	// syncq carries written groups from the committer to the syncer, which
@@ -541,6 +543,7 @@ func (s *Store) Close() error {
 	s.bg.Wait()
 	s.commitWG.Wait()
 	s.syncWG.Wait()
+	s.trimWG.Wait()
 	s.hub.Close()
 	var walErr error
 	if s.wal != nil {

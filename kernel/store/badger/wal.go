@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -60,7 +62,58 @@ type wal struct {
 	buf      []byte
 	// next is a zero-filled segment being prepared in the background, or nil.
 	next chan preparedSegment
+	// pace lets the committer steer the zero-filling of next.
+	pace *zeroPace
 }
+
+// zeroPace paces the zero-filling of the next segment. Zero-filling at full
+// speed puts tens of MiB in flight at once, and every fdatasync of the log
+// (a device cache flush: this disk has no FUA) then waits for them: the
+// commit pipeline stalled for ~100 ms each time. So the next segment is
+// filled in small chunks, each written out before the next one is started,
+// and only as far ahead of the current segment's fill level as needed.
+type zeroPace struct {
+	used  atomic.Int64  // bytes used in the current segment
+	want  atomic.Int64  // the filler waits until used reaches this
+	hurry atomic.Bool   // a rotation (or close) waits for the segment
+	kick  chan struct{} // wakes the filler
+}
+
+func newZeroPace() *zeroPace { return &zeroPace{kick: make(chan struct{}, 1)} }
+
+// advance records the current segment's fill level, waking the filler if
+// it waits for it.
+func (p *zeroPace) advance(used int64) {
+	p.used.Store(used)
+	if used >= p.want.Load() {
+		p.wake()
+	}
+}
+
+// wait blocks the filler until it may write the chunk at off of a segment
+// of size bytes.
+func (p *zeroPace) wait(off, size int64) {
+	for {
+		want := off - size/4
+		p.want.Store(want)
+		if p.hurry.Load() || p.used.Load() >= want {
+			p.want.Store(math.MaxInt64)
+			return
+		}
+		<-p.kick
+	}
+}
+
+func (p *zeroPace) wake() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// zeroChunk is how much of a segment the filler writes out at a time; a
+// log sync waits for at most about that much of it.
+const zeroChunk = 256 << 10
 
 type walSegment struct {
 	path string
@@ -95,7 +148,7 @@ func openWAL(dir string, segSize int64) (*wal, []walRecord, error) {
 		_ = os.Remove(t)
 	}
 	slices.Sort(names) // fixed-width hex names sort by first version
-	w := &wal{dir: dir, segSize: segSize}
+	w := &wal{dir: dir, segSize: segSize, pace: newZeroPace()}
 	var records []walRecord
 	var last uint64
 	for i, name := range names {
@@ -136,6 +189,7 @@ func openWAL(dir string, segSize int64) (*wal, []walRecord, error) {
 			return nil, nil, fmt.Errorf("wal: segment %s is damaged at offset %d: %w", name, end, errdefs.ErrInvalid)
 		}
 	}
+	w.pace.advance(w.off)
 	w.prepare()
 	return w, records, nil
 }
@@ -251,6 +305,7 @@ func (w *wal) write(version uint64, entries []entry) error {
 	}
 	w.off += int64(len(b))
 	w.segments[len(w.segments)-1].last = version
+	w.pace.advance(w.off)
 	return nil
 }
 
@@ -279,13 +334,15 @@ func (w *wal) append(version uint64, entries []entry) error {
 func (w *wal) rotate(first uint64, size int) error {
 	var p preparedSegment
 	if w.next != nil && int64(size) <= w.segSize {
+		w.pace.hurry.Store(true)
+		w.pace.wake()
 		p = <-w.next
 		w.next = nil
 	} else {
-		p = prepareSegment(w.dir, max(w.segSize, int64(size)))
+		p = prepareSegment(w.dir, max(w.segSize, int64(size)), nil)
 	}
 	if p.err != nil && int64(size) <= w.segSize { // e.g. a transient failure in the background
-		p = prepareSegment(w.dir, w.segSize)
+		p = prepareSegment(w.dir, w.segSize, nil)
 	}
 	if p.err != nil {
 		return p.err
@@ -314,6 +371,7 @@ func (w *wal) rotate(first uint64, size int) error {
 		return fmt.Errorf("wal: %w", err)
 	}
 	w.f, w.off, w.size = p.f, 0, fi.Size()
+	w.pace.advance(0)
 	w.segments = append(w.segments, walSegment{path: name, last: first - 1})
 	w.rotations++
 	w.prepare()
@@ -327,20 +385,32 @@ func (w *wal) prepare() {
 	}
 	ch := make(chan preparedSegment, 1)
 	w.next = ch
-	go func() { ch <- prepareSegment(w.dir, w.segSize) }()
+	w.pace.hurry.Store(false)
+	pace := w.pace
+	go func() { ch <- prepareSegment(w.dir, w.segSize, pace) }()
 }
 
 // prepareSegment writes a zero-filled, synced file of size bytes under a
-// temporary name.
-func prepareSegment(dir string, size int64) preparedSegment {
+// temporary name. With a pace, it writes zeroChunk bytes at a time, each
+// written out to the disk before the next (sync_file_range), and stays at
+// most a quarter segment ahead of the current segment's fill level until
+// the pace says hurry.
+func prepareSegment(dir string, size int64, pace *zeroPace) preparedSegment {
 	f, err := os.CreateTemp(dir, "segment-*.tmp")
 	if err != nil {
 		return preparedSegment{err: fmt.Errorf("wal: %w", err)}
 	}
-	zeros := make([]byte, 1<<20)
+	zeros := make([]byte, zeroChunk)
 	for off := int64(0); off < size; off += int64(len(zeros)) {
+		if pace != nil {
+			pace.wait(off, size)
+		}
 		n := min(int64(len(zeros)), size-off)
-		if _, err := f.Write(zeros[:n]); err != nil {
+		_, err := f.Write(zeros[:n])
+		if err == nil && pace != nil {
+			err = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
+		}
+		if err != nil {
 			f.Close()
 			os.Remove(f.Name())
 			return preparedSegment{err: fmt.Errorf("wal: preallocate: %w", err)}
@@ -357,23 +427,42 @@ func prepareSegment(dir string, size int64) preparedSegment {
 // removeThrough deletes the segments (other than the current one) whose
 // every version is at or below durable.
 func (w *wal) removeThrough(durable uint64) (removed int, err error) {
-	for len(w.segments) > 1 && w.segments[0].last <= durable {
-		if err := os.Remove(w.segments[0].path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return removed, fmt.Errorf("wal: %w", err)
+	old := w.takeThrough(durable)
+	return len(old), removeSegments(w.dir, old)
+}
+
+// takeThrough drops from the log the segments (other than the current one)
+// whose every version is at or below durable, and returns them for
+// removeSegments.
+func (w *wal) takeThrough(durable uint64) []walSegment {
+	n := 0
+	for n < len(w.segments)-1 && w.segments[n].last <= durable {
+		n++
+	}
+	old := slices.Clone(w.segments[:n])
+	w.segments = slices.Delete(w.segments, 0, n)
+	return old
+}
+
+// removeSegments deletes segment files that takeThrough dropped.
+func removeSegments(dir string, segs []walSegment) error {
+	for _, seg := range segs {
+		if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("wal: %w", err)
 		}
-		w.segments = w.segments[1:]
-		removed++
 	}
-	if removed > 0 {
-		return removed, syncDir(w.dir)
+	if len(segs) > 0 {
+		return syncDir(dir)
 	}
-	return 0, nil
+	return nil
 }
 
 // close closes the current segment and waits for a preparation to finish
 // (removing its file).
 func (w *wal) close() error {
 	if w.next != nil {
+		w.pace.hurry.Store(true)
+		w.pace.wake()
 		if p := <-w.next; p.err == nil {
 			p.f.Close()
 			os.Remove(p.path)

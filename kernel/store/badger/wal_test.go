@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func walEntries(i int) []entry {
@@ -129,5 +130,59 @@ func TestWALRemoveThrough(t *testing.T) {
 	removed, _ = w.removeThrough(1 << 62)
 	if removed != n-3 || len(w.segments) != 1 {
 		t.Fatalf("removeThrough(all) removed %d, %d left; want %d removed and the current one left", removed, len(w.segments), n-3)
+	}
+}
+
+// TestWALZeroFillPace checks that the next segment is zero-filled only a
+// quarter segment (plus the chunk being written) ahead of the current
+// segment's fill level, follows that level, and finishes at once when a
+// rotation is waiting for it.
+func TestWALZeroFillPace(t *testing.T) {
+	dir := t.TempDir()
+	const size = 8 * zeroChunk
+	pace := newZeroPace()
+	done := make(chan preparedSegment, 1)
+	go func() { done <- prepareSegment(dir, size, pace) }()
+
+	// waitFilled returns once the filler waits for fill level want, and
+	// checks how much it has written by then.
+	waitFilled := func(want, written int64) {
+		t.Helper()
+		for pace.want.Load() != want {
+			select {
+			case p := <-done:
+				t.Fatalf("filler finished early (err %v); want it to wait for fill level %d", p.err, want)
+			case <-time.After(time.Millisecond):
+			}
+		}
+		tmps, err := filepath.Glob(filepath.Join(dir, "*.tmp"))
+		if err != nil || len(tmps) != 1 {
+			t.Fatalf("preparations %v, err %v; want one", tmps, err)
+		}
+		fi, err := os.Stat(tmps[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() != written {
+			t.Fatalf("waiting for fill level %d, the filler wrote %d bytes; want %d", want, fi.Size(), written)
+		}
+	}
+	waitFilled(zeroChunk, size/4+zeroChunk)
+	pace.advance(zeroChunk + 1)
+	waitFilled(2*zeroChunk, size/4+2*zeroChunk)
+
+	pace.hurry.Store(true)
+	pace.wake()
+	p := <-done
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	defer p.f.Close()
+	data, err := os.ReadFile(p.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) != size || !allZero(data) {
+		t.Fatalf("prepared segment has %d bytes (all zero: %v); want %d zeros", len(data), allZero(data), size)
 	}
 }

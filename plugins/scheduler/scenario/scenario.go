@@ -24,6 +24,8 @@
 //	- node: {metadata: ...}                  # add or replace a node
 //	- removeNode: n1
 //	- deletePod: default/web-1
+//	- preempt: {metadata: ..., spec: ...}    # schedule; if it fits nowhere,
+//	                                         # preempt (victims deleted), retry
 package scenario
 
 import (
@@ -67,6 +69,7 @@ type Step struct {
 	Node       json.RawMessage `json:"node,omitempty"`
 	RemoveNode string          `json:"removeNode,omitempty"`
 	DeletePod  string          `json:"deletePod,omitempty"`
+	Preempt    json.RawMessage `json:"preempt,omitempty"`
 }
 
 // Parse reads a scenario file.
@@ -210,6 +213,14 @@ func (f *File) Run(ctx context.Context, mk Plugins) (string, error) {
 				p.Spec.NodeName = res.Node
 				snap.SetPod(p)
 			}
+		case st.Preempt != nil:
+			p, err := parsePod(st.Preempt)
+			if err != nil {
+				return "", fmt.Errorf("step %d: %w", i, err)
+			}
+			if err := preempt(ctx, &out, prof, snap, p); err != nil {
+				return "", fmt.Errorf("step %d: preempt %s: %w", i, p.Name, err)
+			}
 		case st.Node != nil:
 			n, err := parseNode(st.Node)
 			if err != nil {
@@ -232,6 +243,42 @@ func (f *File) Run(ctx context.Context, mk Plugins) (string, error) {
 		}
 	}
 	return out.String(), nil
+}
+
+// preempt schedules p; if it fits nowhere, runs preemption, deletes the
+// victims and schedules it again, reporting each stage.
+func preempt(ctx context.Context, out *strings.Builder, prof *kscheduler.Profile, snap *kscheduler.Snapshot, p *corev1.Pod) error {
+	opts := kscheduler.Options{AllNodes: true, Trace: true}
+	res, err := prof.Schedule(ctx, snap, p, opts)
+	if err != nil {
+		return err
+	}
+	report(out, p, &res)
+	if res.Node == "" {
+		pre, err := prof.Preempt(ctx, snap, p)
+		if err != nil {
+			return err
+		}
+		if pre.Node == "" {
+			fmt.Fprintf(out, "  preemption: no candidate\n")
+			return nil
+		}
+		var victims []string
+		for _, v := range pre.Victims {
+			victims = append(victims, fmt.Sprintf("%s/%s (priority %d)", v.Namespace, v.Name, v.Priority))
+			snap.RemovePod(v.Namespace, v.Name)
+		}
+		fmt.Fprintf(out, "  preemption on %s (%d candidate nodes), victims: %s\n", pre.Node, pre.Candidates, strings.Join(victims, ", "))
+		if res, err = prof.Schedule(ctx, snap, p, opts); err != nil {
+			return err
+		}
+		report(out, p, &res)
+	}
+	if res.Node != "" {
+		p.Spec.NodeName = res.Node
+		snap.SetPod(p)
+	}
+	return nil
 }
 
 // report writes one scheduling result: the binding or the message, the

@@ -3,7 +3,9 @@
 // affinity, taints against the template's tolerations plus the ones
 // Kubernetes adds to daemon pods), deletes pods from nodes that stopped
 // qualifying (a relabelled node loses its daemon pod), replaces old pods
-// under RollingUpdate within maxUnavailable, and writes status.
+// under RollingUpdate — in place within maxUnavailable, or with maxSurge
+// by starting the new pod beside the old one and deleting the old one
+// once the new one is available — and writes status.
 //
 // Pods carry the controller-revision-hash label (a hash of the template;
 // Tugboat serves no ControllerRevisions) and a required node affinity on
@@ -154,6 +156,15 @@ func (c *Controller) manage(ns string, ds rawjson.Value, meta *kube.Meta, owner 
 		}
 	}
 	tmpl, _ := ds.Get("spec", "template")
+	create := func(st *nodeState, name string) {
+		created, err := sdk.CreateObject("pods", ns, podBody(ns, tmpl, owner, hash, name))
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		st.pods = append(st.pods, kube.ReadPod(created))
+	}
+	maxSurge, maxUnavailable := updateCounts(ds, names, states)
 	for _, name := range names {
 		st := states[name]
 		var live []*kube.Pod
@@ -171,47 +182,63 @@ func (c *Controller) manage(ns string, ds rawjson.Value, meta *kube.Meta, owner 
 				live = append(live, p)
 			}
 		}
-		if len(live) > 1 { // keep the oldest
+		if len(live) > 1 {
 			slices.SortFunc(live, func(a, b *kube.Pod) int { return a.Meta.Created.Compare(b.Meta.Created) })
-			for _, p := range live[1:] {
-				del(p)
+			if maxSurge > 0 {
+				live = surgePods(live, hash, minReady, now, del)
+			} else { // keep the oldest
+				for _, p := range live[1:] {
+					del(p)
+				}
+				live = live[:1]
 			}
-			live = live[:1]
 		}
 		// A pod still terminating on the node is waited for (its
 		// deletion enqueues the DaemonSet again).
 		terminating := slices.ContainsFunc(st.pods, func(p kube.Pod) bool { return p.Meta.Deleting })
 		if st.run && len(live) == 0 && !terminating {
-			created, err := sdk.CreateObject("pods", ns, podBody(ns, tmpl, owner, hash, name))
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			st.pods = append(st.pods, kube.ReadPod(created))
+			create(st, name)
 		}
 	}
-	if kube.Str(ds, "spec", "updateStrategy", "type") != "OnDelete" {
-		c.rollingUpdate(ds, hash, names, states, minReady, now, del)
+	switch {
+	case kube.Str(ds, "spec", "updateStrategy", "type") == "OnDelete":
+	case maxSurge > 0:
+		surgeUpdate(hash, names, states, maxSurge, minReady, now, del, create)
+	default:
+		rollingUpdate(hash, names, states, maxUnavailable, minReady, now, del)
 	}
 	return errors.Join(errs...)
 }
 
-// rollingUpdate deletes pods of old templates: unavailable ones at once,
-// available ones while fewer than maxUnavailable nodes lack an available
-// daemon pod (maxSurge is not supported: pods are replaced in place).
-func (c *Controller) rollingUpdate(ds rawjson.Value, hash string, names []string, states map[string]*nodeState,
-	minReady time.Duration, now time.Time, del func(*kube.Pod)) {
+// updateCounts are the RollingUpdate's maxSurge and maxUnavailable over
+// the nodes that should run a pod (both rounded up, as Kubernetes'
+// SurgeCount and UnavailableCount; with neither, maxUnavailable is 1).
+func updateCounts(ds rawjson.Value, names []string, states map[string]*nodeState) (maxSurge, maxUnavailable int64) {
+	if kube.Str(ds, "spec", "updateStrategy", "type") == "OnDelete" {
+		return 0, 0
+	}
 	desired := int64(0)
 	for _, name := range names {
 		if states[name].run {
 			desired++
 		}
 	}
-	v, ok := ds.Get("spec", "updateStrategy", "rollingUpdate", "maxUnavailable")
-	maxUnavailable := kube.ScaledValue(v, ok, "1", desired, true)
-	if maxUnavailable < 1 {
+	v, ok := ds.Get("spec", "updateStrategy", "rollingUpdate", "maxSurge")
+	maxSurge = kube.ScaledValue(v, ok, "0", desired, true)
+	v, ok = ds.Get("spec", "updateStrategy", "rollingUpdate", "maxUnavailable")
+	maxUnavailable = kube.ScaledValue(v, ok, "1", desired, true)
+	if maxSurge <= 0 && maxUnavailable <= 0 {
 		maxUnavailable = 1
 	}
+	return max(maxSurge, 0), max(maxUnavailable, 0)
+}
+
+// rollingUpdate deletes pods of old templates: unavailable ones at once,
+// available ones while fewer than maxUnavailable nodes lack an available
+// daemon pod; the manage loop then creates the new pods in their place.
+func rollingUpdate(hash string, names []string, states map[string]*nodeState, maxUnavailable int64,
+	minReady time.Duration, now time.Time, del func(*kube.Pod)) {
+	maxUnavailable = max(maxUnavailable, 1)
 	unavailable := int64(0)
 	var oldAvailable []*kube.Pod
 	for _, name := range names {

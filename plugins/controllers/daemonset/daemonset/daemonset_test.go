@@ -267,3 +267,122 @@ func TestDaemonSetOnDelete(t *testing.T) {
 		t.Errorf("status %v: the old pod counts as updated", st)
 	}
 }
+
+// podsByNode returns node -> live daemon pods there as "image/ready".
+func podsByNode(t testing.TB, c *plugintest.Cluster) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, p := range c.List("pods", "default") {
+		if plugintest.Path(p, "metadata", "deletionTimestamp") != nil {
+			continue
+		}
+		terms := plugintest.Path(p, "spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms").([]any)
+		node := terms[0].(map[string]any)["matchFields"].([]any)[0].(map[string]any)["values"].([]any)[0].(string)
+		img := plugintest.Path(p, "spec", "containers").([]any)[0].(map[string]any)["image"].(string)
+		ready := false
+		conds, _ := plugintest.Path(p, "status", "conditions").([]any)
+		for _, c := range conds {
+			m := c.(map[string]any)
+			ready = ready || (m["type"] == "Ready" && m["status"] == "True")
+		}
+		out[node] = append(out[node], fmt.Sprint(img, "/", ready))
+		slices.Sort(out[node])
+	}
+	return out
+}
+
+func setImage(t testing.TB, c *plugintest.Cluster, image string) {
+	t.Helper()
+	c.Update(t, daemonset.DaemonSets, "default", "agent", func(o map[string]any) {
+		plugintest.Path(o, "spec", "template", "spec", "containers").([]any)[0].(map[string]any)["image"] = image
+		o["metadata"].(map[string]any)["generation"] = 2
+	})
+}
+
+// TestDaemonSetRollingUpdateSurge: with maxSurge 1 (maxUnavailable 0) the
+// new pod starts beside the old one on one node at a time, and the old
+// one goes only once the new one is available: every node keeps a ready
+// pod throughout.
+func TestDaemonSetRollingUpdateSurge(t *testing.T) {
+	nodes := []string{"a", "b", "c", "d"}
+	objs := []string{dsWith("", "updateStrategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}", "v1")}
+	for _, n := range nodes {
+		objs = append(objs, nodeYAML(n, "{}", "[]"))
+	}
+	c := plugintest.NewCluster(t, objs...)
+	h := harness(t, c)
+	h.Converge(t, 3, false)
+	runAll(t, c, nodes)
+	h.Converge(t, 3, false)
+	setImage(t, c, "v2")
+	for round := 0; ; round++ {
+		h.Reconcile(t, daemonset.DaemonSets, "default", "agent")
+		byNode := podsByNode(t, c)
+		surging, updated := 0, 0
+		for _, n := range nodes {
+			pods := byNode[n]
+			if !slices.ContainsFunc(pods, func(p string) bool { return strings.HasSuffix(p, "/true") }) {
+				t.Fatalf("round %d: node %s has no ready pod: %v", round, n, byNode)
+			}
+			if len(pods) > 2 {
+				t.Fatalf("round %d: node %s has %d pods: %v", round, n, len(pods), byNode)
+			}
+			if len(pods) == 2 {
+				surging++
+			}
+			if slices.Equal(pods, []string{"v2/true"}) {
+				updated++
+			}
+		}
+		if surging > 1 {
+			t.Fatalf("round %d: %d nodes surging, maxSurge 1: %v", round, surging, byNode)
+		}
+		if updated == len(nodes) {
+			break
+		}
+		if round > 20 {
+			t.Fatalf("no progress: %v", byNode)
+		}
+		runAll(t, c, nodes)
+	}
+	st := c.Get(daemonset.DaemonSets, "default", "agent")["status"].(map[string]any)
+	if st["updatedNumberScheduled"] != 4.0 || st["numberAvailable"] != 4.0 {
+		t.Errorf("status after the rollout %v", st)
+	}
+}
+
+// TestDaemonSetSurgeReplacesUnavailableAtOnce: an old pod that is not
+// available is replaced at once, beyond maxSurge.
+func TestDaemonSetSurgeReplacesUnavailableAtOnce(t *testing.T) {
+	c := plugintest.NewCluster(t, dsWith("", "updateStrategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}", "v1"),
+		nodeYAML("a", "{}", "[]"), nodeYAML("b", "{}", "[]"), nodeYAML("c", "{}", "[]"))
+	h := harness(t, c)
+	h.Converge(t, 3, false)
+	runAll(t, c, []string{"a", "b", "c"})
+	for _, p := range c.List("pods", "default") { // the pod on a is not ready
+		name := plugintest.Path(p, "metadata", "name").(string)
+		if nodesOf(p) == "a" {
+			c.Update(t, "pods", "default", name, func(p map[string]any) {
+				p["status"] = map[string]any{"phase": "Running", "conditions": []any{map[string]any{"type": "Ready", "status": "False"}}}
+			})
+		}
+	}
+	setImage(t, c, "v2")
+	h.Reconcile(t, daemonset.DaemonSets, "default", "agent")
+	got := podsByNode(t, c)
+	if !slices.Equal(got["a"], []string{"v1/false", "v2/false"}) {
+		t.Errorf("node a (old pod unavailable): %v, want a new pod at once", got["a"])
+	}
+	if len(got["b"])+len(got["c"]) != 3 {
+		t.Errorf("nodes b and c: %v and %v, want one surge pod between them (maxSurge 1)", got["b"], got["c"])
+	}
+	h.Reconcile(t, daemonset.DaemonSets, "default", "agent")
+	if got := podsByNode(t, c); len(got["a"]) != 1 || got["a"][0] != "v2/false" {
+		t.Errorf("node a after the next sync: %v, want the unready old pod gone", got["a"])
+	}
+}
+
+func nodesOf(p map[string]any) string {
+	terms := plugintest.Path(p, "spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms").([]any)
+	return terms[0].(map[string]any)["matchFields"].([]any)[0].(map[string]any)["values"].([]any)[0].(string)
+}

@@ -107,6 +107,10 @@ type deployment struct {
 	hash     string
 	newRS    *rs
 	old      []*rs // oldest first
+	// created is set when this reconcile created the new ReplicaSet.
+	created bool
+	// requeue is when to reconcile again to notice a stuck rollout.
+	requeue time.Duration
 }
 
 // Reconcile syncs one Deployment.
@@ -162,19 +166,18 @@ func (c *Controller) Reconcile(req sdk.ReconcileRequest) (sdk.ReconcileResult, e
 		}
 	}
 	slices.SortStableFunc(d.old, func(a, b *rs) int { return a.meta.Created.Compare(b.meta.Created) })
-	if !d.paused {
-		if err := c.rollout(d); err != nil {
+	if d.paused || isScalingEvent(d) {
+		if err := syncScale(d); err != nil {
 			return sdk.ReconcileResult{}, err
 		}
-	} else if d.newRS != nil && d.newRS.replicas != d.desired && activeOld(d) == 0 {
-		if err := scale(d, d.newRS, d.desired); err != nil {
-			return sdk.ReconcileResult{}, err
-		}
+	} else if err := c.rollout(d); err != nil {
+		return sdk.ReconcileResult{}, err
 	}
 	if err := cleanup(d); err != nil {
 		return sdk.ReconcileResult{}, err
 	}
-	return sdk.ReconcileResult{}, c.writeStatus(d)
+	err = c.writeStatus(d)
+	return sdk.ReconcileResult{RequeueAfterMillis: d.requeue.Milliseconds()}, err
 }
 
 // claimReplicaSets returns the ReplicaSets the deployment controls after
@@ -337,6 +340,7 @@ func createNewRS(d *deployment, n int64) error {
 		return err
 	}
 	d.newRS = readRS(out)
+	d.created = true
 	return nil
 }
 

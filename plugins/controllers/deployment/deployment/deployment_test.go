@@ -36,6 +36,8 @@ type world struct {
 	dep    *plugintest.ControllerHarness
 	rs     *plugintest.ControllerHarness
 	kubelt bool
+	// badImage is an image whose pods never become ready.
+	badImage string
 }
 
 func newWorld(t *testing.T, objs ...string) *world {
@@ -63,7 +65,8 @@ func (w *world) step(t *testing.T) {
 				w.c.Remove("pods", "default", name)
 				continue
 			}
-			if plugintest.Path(p, "status", "phase") != "Running" {
+			img := plugintest.Path(p, "spec", "containers").([]any)[0].(map[string]any)["image"]
+			if plugintest.Path(p, "status", "phase") != "Running" && (w.badImage == "" || img != w.badImage) {
 				w.c.Update(t, "pods", "default", name, func(o map[string]any) {
 					o["status"] = map[string]any{"phase": "Running", "conditions": []any{map[string]any{
 						"type": "Ready", "status": "True", "lastTransitionTime": now}}}
@@ -300,5 +303,138 @@ func TestTemplateHash(t *testing.T) {
 		if strings.Trim(h, "bcdfghjklmnpqrstvwxz2456789") != "" || len(h) < 6 || len(h) > 10 {
 			t.Errorf("hash %q is not a safe-encoded 32-bit number", h)
 		}
+	}
+}
+
+// progressing returns the Progressing condition's status, reason and
+// message and its lastUpdateTime.
+func (w *world) progressing() (string, string) {
+	for _, c := range plugintest.Path(w.deployment(), "status", "conditions").([]any) {
+		m := c.(map[string]any)
+		if m["type"] == "Progressing" {
+			return fmt.Sprint(m["status"], "/", m["reason"], ": ", m["message"]), fmt.Sprint(m["lastUpdateTime"])
+		}
+	}
+	return "", ""
+}
+
+func TestProgressDeadline(t *testing.T) {
+	w := newWorld(t, strings.Replace(rolling("1", "0"), "replicas: 4", "replicas: 2\n  progressDeadlineSeconds: 30", 1))
+	w.badImage = "nginx"
+	w.step(t)
+	rsName := ""
+	for name := range w.replicaSets() {
+		rsName = name
+	}
+	cond, at := w.progressing()
+	if want := `True/ReplicaSetUpdated: ReplicaSet "` + rsName + `" is progressing.`; cond != want {
+		t.Fatalf("after the first step: %s, want %s", cond, want)
+	}
+	if at != w.c.Now().Format(time.RFC3339) {
+		t.Errorf("lastUpdateTime %s, want now", at)
+	}
+	// No progress for 20 s: still progressing, and the controller asks to
+	// look again when the deadline passes.
+	w.c.Advance(20 * time.Second)
+	w.step(t)
+	if cond, at2 := w.progressing(); !strings.HasPrefix(cond, "True/") || at2 != at {
+		t.Fatalf("after 20 s without progress: %s at %s, want True at %s", cond, at2, at)
+	}
+	res := w.dep.Reconcile(t, deployment.Deployments, "default", "web")
+	if res.RequeueAfterMillis != 11000 {
+		t.Errorf("requeue after %d ms, want the 10 s left + 1 s", res.RequeueAfterMillis)
+	}
+	w.c.Advance(11 * time.Second)
+	w.step(t)
+	cond, _ = w.progressing()
+	if want := `False/ProgressDeadlineExceeded: ReplicaSet "` + rsName + `" has timed out progressing.`; cond != want {
+		t.Fatalf("after the deadline: %s, want %s", cond, want)
+	}
+	if res := w.dep.Reconcile(t, deployment.Deployments, "default", "web"); res.RequeueAfterMillis != 0 {
+		t.Errorf("a timed-out rollout requeues after %d ms, want no requeue", res.RequeueAfterMillis)
+	}
+	// Pods becoming ready are progress again; then the rollout completes.
+	w.badImage = ""
+	w.c.Advance(time.Second)
+	w.converge(t, nil)
+	cond, _ = w.progressing()
+	if want := `True/NewReplicaSetAvailable: ReplicaSet "` + rsName + `" has successfully progressed.`; cond != want {
+		t.Fatalf("after the pods became ready: %s, want %s", cond, want)
+	}
+	if res := w.dep.Reconcile(t, deployment.Deployments, "default", "web"); res.RequeueAfterMillis != 0 {
+		t.Errorf("a complete rollout requeues after %d ms", res.RequeueAfterMillis)
+	}
+	// A template change starts a new rollout: NewReplicaSetCreated.
+	w.badImage = "nginx:bad"
+	w.setImage(t, "nginx:bad")
+	w.dep.Reconcile(t, deployment.Deployments, "default", "web")
+	if cond, _ := w.progressing(); !strings.HasPrefix(cond, "True/NewReplicaSetCreated: Created new replica set ") {
+		t.Fatalf("after a template change: %s, want NewReplicaSetCreated", cond)
+	}
+}
+
+func TestNoProgressDeadline(t *testing.T) {
+	w := newWorld(t, strings.Replace(rolling("1", "0"), "replicas: 4", "replicas: 2\n  progressDeadlineSeconds: 2147483647", 1))
+	w.converge(t, nil)
+	if cond, _ := w.progressing(); cond != "" {
+		t.Fatalf("Progressing condition %s without a deadline", cond)
+	}
+}
+
+// TestProportionalScaling is the example of Kubernetes' documentation: 10
+// replicas, maxSurge 3, maxUnavailable 2, a rollout to an image that never
+// becomes ready (old 8, new 5), then scaled to 15: 3 more for the old
+// ReplicaSet and 2 for the new one; then scaled to 5.
+func TestProportionalScaling(t *testing.T) {
+	w := newWorld(t, strings.Replace(rolling("3", "2"), "replicas: 4", "replicas: 10", 1))
+	w.converge(t, nil)
+	oldName := ""
+	for name := range w.replicaSets() {
+		oldName = name
+	}
+	w.badImage = "nginx:bad"
+	w.setImage(t, "nginx:bad")
+	w.converge(t, nil)
+	sizes := func() (old, cur int) {
+		for name, n := range w.replicaSets() {
+			if name == oldName {
+				old = n
+			} else {
+				cur = n
+			}
+		}
+		return old, cur
+	}
+	if old, cur := sizes(); old != 8 || cur != 5 {
+		t.Fatalf("stuck rollout: old %d new %d, want 8 and 5", old, cur)
+	}
+	for _, tc := range []struct {
+		replicas       float64
+		wantOld, wantN int
+	}{
+		{15, 11, 7}, // 18 allowed: 8*18/13 = 11.08, 5*18/13 = 6.9
+		{5, 5, 3},   // 8 allowed: 11*8/18 = 4.9, 7*8/18 = 3.1
+	} {
+		w.c.Update(t, deployment.Deployments, "default", "web", func(o map[string]any) {
+			o["spec"].(map[string]any)["replicas"] = tc.replicas
+		})
+		if r := w.dep.Reconcile(t, deployment.Deployments, "default", "web"); r.Error != "" {
+			t.Fatal(r.Error)
+		}
+		if old, cur := sizes(); old != tc.wantOld || cur != tc.wantN {
+			t.Fatalf("scaled to %v: old %d new %d, want %d and %d", tc.replicas, old, cur, tc.wantOld, tc.wantN)
+		}
+		for _, o := range w.c.List(deployment.ReplicaSets, "default") {
+			ann := plugintest.Path(o, "metadata", "annotations").(map[string]any)
+			if ann[deployment.DesiredAnnotation] != fmt.Sprint(tc.replicas) || ann[deployment.MaxReplicasAnnotation] != fmt.Sprint(tc.replicas+3) {
+				t.Errorf("replicaset annotations %v after scaling to %v", ann, tc.replicas)
+			}
+		}
+	}
+	// Once the new pods become ready the rollout finishes at 5.
+	w.badImage = ""
+	w.converge(t, nil)
+	if old, cur := sizes(); old != 0 || cur != 5 {
+		t.Fatalf("after the rollout: old %d new %d, want 0 and 5", old, cur)
 	}
 }

@@ -227,19 +227,15 @@ func (c *Controller) writeStatus(d *deployment) error {
 	if available < minAvailable {
 		avail = condition{typ: "Available", status: "False", reason: "MinimumReplicasUnavailable", message: "Deployment does not have minimum availability."}
 	}
-	prog := condition{typ: "Progressing", status: "True", reason: "ReplicaSetUpdated"}
-	switch {
-	case d.newRS == nil:
-		prog.message = "Deployment is waiting for its ReplicaSet."
-	case complete:
-		prog.reason, prog.message = "NewReplicaSetAvailable", `ReplicaSet "`+d.newRS.meta.Name+`" has successfully progressed.`
-	default:
-		prog.message = `ReplicaSet "` + d.newRS.meta.Name + `" is progressing.`
+	old := readConditions(d.raw)
+	now := c.now()
+	next := statusCounts{replicas: replicas, updated: updated, ready: ready, available: available}
+	prog, hasProg := c.progressing(d, old, next, complete, now)
+	conds := []condition{avail}
+	if hasProg {
+		conds = append(conds, prog)
 	}
-	if d.paused {
-		prog = condition{typ: "Progressing", status: "Unknown", reason: "DeploymentPaused", message: "Deployment is paused"}
-	}
-	conds := []condition{avail, prog}
+	d.requeue = requeueStuck(d, prog, hasProg, complete, now)
 
 	st := d.raw
 	fields := [...]struct {
@@ -255,20 +251,24 @@ func (c *Controller) writeStatus(d *deployment) error {
 			changed = true
 		}
 	}
-	old := readConditions(st)
-	var now string
+	if len(old) != len(conds) {
+		changed = true
+	}
 	for i := range conds {
 		cur := &conds[i]
 		prev, ok := old[cur.typ]
+		if cur.lastUpdate != "" { // Progressing: timestamps decided by progressing
+			if !ok || prev != *cur {
+				changed = true
+			}
+			continue
+		}
 		if ok && prev.status == cur.status && prev.reason == cur.reason && prev.message == cur.message {
 			cur.lastUpdate, cur.lastTransition = prev.lastUpdate, prev.lastTransition
 			continue
 		}
 		changed = true
-		if now == "" {
-			now = kube.FormatTime(c.now())
-		}
-		cur.lastUpdate, cur.lastTransition = now, now
+		cur.lastUpdate, cur.lastTransition = kube.FormatTime(now), kube.FormatTime(now)
 		if ok && prev.status == cur.status {
 			cur.lastTransition = prev.lastTransition
 		}

@@ -6,7 +6,8 @@ import (
 	"strings"
 )
 
-// ParseMilli parses a resource quantity ("250m", "1.5", "2", "512Mi")
+// ParseMilli parses a resource quantity ("250m", "1.5", "2", "512Mi",
+// metrics-server's nanocores "1234567n")
 // into thousandths of its unit; ok is false for a malformed one.
 func ParseMilli(q string) (int64, bool) {
 	q = strings.TrimSpace(q)
@@ -16,12 +17,12 @@ func ParseMilli(q string) (int64, bool) {
 		m      float64
 	}{
 		{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40}, {"Pi", 1 << 50}, {"Ei", 1 << 60},
-		{"m", 1}, {"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {"P", 1e15}, {"E", 1e18},
+		{"n", 1e-6}, {"u", 1e-3}, {"m", 1}, {"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {"P", 1e15}, {"E", 1e18},
 	} {
 		if n, found := strings.CutSuffix(q, s.suffix); found {
 			q = n
-			if s.suffix == "m" {
-				mult = 1
+			if s.m <= 1 {
+				mult = s.m
 			} else {
 				mult = 1000 * s.m
 			}

@@ -10,12 +10,15 @@
 // ScalingActive, ScalingLimited). Behavior policies (rate limits) are not
 // applied.
 //
-// Metrics: a Wasm controller reads only cached API objects, and Tugboat
-// serves no metrics.k8s.io yet (the node agent exposes the kubelet's
-// /stats/summary, which the controller cannot reach). Pod usage is read
-// from the pod annotation metrics.tugboat.dev/<resource>-usage (e.g.
-// metrics.tugboat.dev/cpu-usage: "250m") — the test source the issue
-// allows; whoever reports real metrics writes it.
+// Metrics: pod usage comes from the resource metrics API
+// (pods.metrics.k8s.io, PodMetrics: the sum of the containers' usage),
+// which the server serves from the nodes' stats summaries (CPU as the rate
+// between two scrapes, like metrics-server). A pod without PodMetrics
+// falls back to the annotation metrics.tugboat.dev/<resource>-usage (e.g.
+// metrics.tugboat.dev/cpu-usage: "250m"), the test source kept for
+// servers without metrics (metrics.enabled=false): PodMetrics take
+// precedence. Simulated nodes report that annotation as their pods'
+// usage, so with metrics on there is one source for them too.
 package hpa
 
 import (
@@ -31,6 +34,9 @@ import (
 
 // HPAs is the reconciled resource.
 const HPAs = "horizontalpodautoscalers.autoscaling"
+
+// PodMetrics is the resource metrics API's pod resource.
+const PodMetrics = "pods.metrics.k8s.io"
 
 // UsageAnnotationPrefix + "<resource>-usage" is the pod annotation with
 // the pod's current usage of a resource (a quantity).
@@ -55,7 +61,7 @@ func Manifest() sdk.Manifest {
 		Name:  "hpa",
 		Kinds: []string{sdk.KindController},
 		Rules: []sdk.Rule{
-			{Verbs: []string{"get", "list"}, Resources: []string{HPAs, "pods", "deployments.apps", "replicasets.apps", "statefulsets.apps", "replicationcontrollers"}},
+			{Verbs: []string{"get", "list"}, Resources: []string{HPAs, "pods", PodMetrics, "deployments.apps", "replicasets.apps", "statefulsets.apps", "replicationcontrollers"}},
 			{Verbs: []string{"patch", "update"}, Resources: []string{HPAs, HPAs + "/status"}},
 			{Verbs: []string{"patch"}, Resources: []string{"deployments.apps/scale", "replicasets.apps/scale", "statefulsets.apps/scale", "replicationcontrollers/scale"}},
 			{Verbs: []string{"create"}, Resources: []string{"events"}},
@@ -275,6 +281,7 @@ func (c *Controller) proposal(obj, target rawjson.Value, ns, kind string, out *o
 	if err != nil {
 		return 0, condition{}, err
 	}
+	usage := podUsage(ns, sel.String())
 	best := int64(-1)
 	why := "no Resource metric in spec.metrics"
 	metrics, _ := obj.Get("spec", "metrics")
@@ -294,14 +301,14 @@ func (c *Controller) proposal(obj, target rawjson.Value, ns, kind string, out *o
 			why = "invalid target of metric " + name
 			continue
 		}
-		pm, missingRequest := podMetrics(pods, name)
+		pm, missingRequest := podMetrics(pods, usage, name)
 		if missingRequest && t.Utilization > 0 {
 			why = "missing request for " + name
 			continue
 		}
 		calc, ok := Replicas(out.current, pm, t, c.Tolerance)
 		if !ok {
-			why = "no " + name + " usage reported for the pods of the target (annotation " + UsageAnnotationPrefix + name + "-usage)"
+			why = "no " + name + " usage reported for the pods of the target (metrics.k8s.io, or the annotation " + UsageAnnotationPrefix + name + "-usage)"
 			continue
 		}
 		ms := metricStatus{name: name, utilization: -1, averageValue: calc.AverageValue}
@@ -317,9 +324,38 @@ func (c *Controller) proposal(obj, target rawjson.Value, ns, kind string, out *o
 	return best, condition{"ScalingActive", "True", "ValidMetricFound", "the HPA was able to successfully calculate a replica count"}, nil
 }
 
-// podMetrics reads the pods' usage and requests of resource; terminated
-// and deleted pods are left out.
-func podMetrics(pods []rawjson.Value, resource string) (out []podMetric, missingRequest bool) {
+// podUsage reads the PodMetrics of the pods matching selector in ns: pod
+// name -> resource -> usage (milli-units, summed over the containers).
+// Without the metrics API (or on an error) it is empty: the annotation
+// source is used.
+func podUsage(ns, selector string) map[string]map[string]int64 {
+	items, err := sdk.List(sdk.ListRequest{Resource: PodMetrics, Namespace: ns, LabelSelector: selector})
+	if err != nil {
+		return nil
+	}
+	out := make(map[string]map[string]int64, len(items))
+	for _, pm := range items {
+		name := kube.Str(pm, "metadata", "name")
+		u := map[string]int64{}
+		cs, _ := pm.Get("containers")
+		for _, c := range cs.Elems() {
+			usage, _ := c.Get("usage")
+			for _, res := range []string{"cpu", "memory"} {
+				if q := kube.Str(usage, res); q != "" {
+					if v, ok := ParseMilli(q); ok {
+						u[res] += v
+					}
+				}
+			}
+		}
+		out[name] = u
+	}
+	return out
+}
+
+// podMetrics reads the pods' usage (usage, else the annotation) and
+// requests of resource; terminated and deleted pods are left out.
+func podMetrics(pods []rawjson.Value, usage map[string]map[string]int64, resource string) (out []podMetric, missingRequest bool) {
 	for _, raw := range pods {
 		p := kube.ReadPod(raw)
 		if p.Meta.Deleting || p.Phase == "Failed" || p.Phase == "Succeeded" {
@@ -327,7 +363,9 @@ func podMetrics(pods []rawjson.Value, resource string) (out []podMetric, missing
 		}
 		var pm podMetric
 		pm.ready = p.Phase == "Running" && p.Ready
-		if s, ok := p.Meta.Annotations[UsageAnnotationPrefix+resource+"-usage"]; ok {
+		if v, ok := usage[p.Meta.Name][resource]; ok {
+			pm.usage, pm.hasUsage = v, true
+		} else if s, ok := p.Meta.Annotations[UsageAnnotationPrefix+resource+"-usage"]; ok {
 			pm.usage, pm.hasUsage = ParseMilli(s)
 		}
 		cs, _ := raw.Get("spec", "containers")

@@ -17,7 +17,7 @@ func TestParseMilli(t *testing.T) {
 		ok   bool
 	}{
 		{"250m", 250, true}, {"1", 1000, true}, {"1.5", 1500, true}, {"0", 0, true}, {"2k", 2_000_000, true},
-		{"1Ki", 1_024_000, true}, {"", 0, false}, {"abc", 0, false}, {"-1", 0, false},
+		{"1Ki", 1_024_000, true}, {"250000000n", 250, true}, {"1234567n", 2, true}, {"1500u", 2, true}, {"", 0, false}, {"abc", 0, false}, {"-1", 0, false},
 	} {
 		got, ok := hpa.ParseMilli(tc.q)
 		if got != tc.want || ok != tc.ok {
@@ -248,6 +248,52 @@ func TestHPASettings(t *testing.T) {
 		if err := ctl.Configure([]byte(bad)); err == nil {
 			t.Errorf("settings %s accepted", bad)
 		}
+	}
+}
+
+// podMetrics is the metrics.k8s.io PodMetrics of a pod of the deployment
+// with one container per usage. (The fake cluster names resources after
+// kinds, so the fixture says kind Pod to land in pods.metrics.k8s.io, the
+// resource kube names for PodMetrics.)
+func podMetrics(name string, usage ...string) string {
+	var cs []string
+	for i, u := range usage {
+		cs = append(cs, fmt.Sprintf(`{name: c%d, usage: {cpu: "%s", memory: 10Mi}}`, i, u))
+	}
+	return `{apiVersion: metrics.k8s.io/v1beta1, kind: Pod, metadata: {name: ` + name + `, namespace: default, labels: {app: web}},
+		timestamp: "2026-01-01T00:00:00Z", window: 15s, containers: [` + strings.Join(cs, ", ") + `]}`
+}
+
+func TestHPAPodMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		replicas int
+		objs     []string
+		want     float64
+		active   string
+	}{
+		// metrics-server's nanocores, summed over containers: 100m of a
+		// 100m request against a 50% target doubles the pods.
+		{"scale up", 2, []string{pod("a", "", true), pod("b", "", true),
+			podMetrics("a", "60000000n", "40000000n"), podMetrics("b", "100m")}, 4, "True/ValidMetricFound"},
+		// PodMetrics win over the annotation test source.
+		{"precedence", 2, []string{pod("a", "10m", true), pod("b", "10m", true),
+			podMetrics("a", "100m"), podMetrics("b", "100m")}, 4, "True/ValidMetricFound"},
+		// A pod without PodMetrics falls back to its annotation.
+		{"fallback", 2, []string{pod("a", "100m", true), pod("b", "10m", true), podMetrics("b", "100m")}, 4, "True/ValidMetricFound"},
+		{"metrics of other pods only", 2, []string{pod("a", "", true), pod("b", "", true), podMetrics("c", "100m")}, 2,
+			"False/FailedGetResourceMetric"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, "", objs(tc.replicas, "", tc.objs...)...)
+			f.reconcile()
+			if got := f.replicas(); got != tc.want {
+				t.Errorf("replicas %v, want %v", got, tc.want)
+			}
+			if got := f.condition("ScalingActive"); got != tc.active {
+				t.Errorf("ScalingActive %s, want %s", got, tc.active)
+			}
+		})
 	}
 }
 

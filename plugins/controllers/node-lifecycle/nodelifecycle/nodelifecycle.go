@@ -1,12 +1,16 @@
 // Package nodelifecycle is the node lifecycle controller: a Node whose
 // Lease (kube-node-lease/<name>) has not been renewed for the grace
 // period gets its conditions set to Unknown and the
-// node.kubernetes.io/unreachable NoSchedule and NoExecute taints; pods on
-// it that do not tolerate the NoExecute taint are deleted once their
+// node.kubernetes.io/unreachable NoSchedule and NoExecute taints; a Node
+// whose agent reports Ready=False (its Lease still renewed) gets the
+// node.kubernetes.io/not-ready NoSchedule and NoExecute taints instead,
+// as Kubernetes' taint-based eviction does (one of the two keys at a
+// time: a not-ready node that stops renewing becomes unreachable). Pods
+// on it that do not tolerate the NoExecute taint are deleted once their
 // tolerationSeconds (default: the eviction timeout, like Kubernetes'
 // DefaultTolerationSeconds admission) have passed since the taint was
-// added, so their controllers replace them elsewhere. When the Lease is
-// renewed again the taints are removed.
+// added, so their controllers replace them elsewhere. When the node is
+// healthy again (Lease renewed, Ready not False) the taints are removed.
 package nodelifecycle
 
 import (
@@ -26,6 +30,8 @@ const (
 	Leases         = "leases.coordination.k8s.io"
 	LeaseNamespace = "kube-node-lease"
 	TaintKey       = "node.kubernetes.io/unreachable"
+	// NotReadyTaintKey is the taint of a node reporting Ready=False.
+	NotReadyTaintKey = "node.kubernetes.io/not-ready"
 )
 
 // Defaults of the settings.
@@ -126,42 +132,94 @@ func (c *Controller) Reconcile(req sdk.ReconcileRequest) (sdk.ReconcileResult, e
 	}
 	now := c.now()
 	taints := readTaints(node)
-	if left := renewed.Add(c.Grace).Sub(now); left > 0 {
+	leaseLeft := renewed.Add(c.Grace).Sub(now)
+	stamp := kube.FormatTime(now)
+	var key string
+	switch {
+	case leaseLeft <= 0:
+		key = TaintKey
+		if err := markUnknown(node, req.Name, stamp); err != nil {
+			return sdk.ReconcileResult{}, err
+		}
+	case readyStatus(node) == "False":
+		key = NotReadyTaintKey
+	default:
 		// Healthy: lift our taints, check again when the lease would expire.
-		if hasTaint(taints, "NoExecute") || hasTaint(taints, "NoSchedule") {
+		if len(without(taints)) != len(taints) {
 			if err := patchTaints(req.Name, without(taints)); err != nil {
 				return sdk.ReconcileResult{}, err
 			}
 		}
-		return sdk.ReconcileResult{RequeueAfterMillis: left.Milliseconds() + 1}, nil
+		return sdk.ReconcileResult{RequeueAfterMillis: leaseLeft.Milliseconds() + 1}, nil
 	}
-	stamp := kube.FormatTime(now)
-	if err := markUnknown(node, req.Name, stamp); err != nil {
-		return sdk.ReconcileResult{}, err
-	}
-	if !hasTaint(taints, "NoSchedule") || !hasTaint(taints, "NoExecute") {
-		taints = append(without(taints), taint{key: TaintKey, effect: "NoSchedule", timeAdded: stamp},
-			taint{key: TaintKey, effect: "NoExecute", timeAdded: stamp})
+	if want := withTaints(taints, key, stamp); !sameTaints(want, taints) {
+		taints = want
 		if err := patchTaints(req.Name, taints); err != nil {
 			return sdk.ReconcileResult{}, err
 		}
 	}
 	var since time.Time
 	for _, t := range taints {
-		if t.key == TaintKey && t.effect == "NoExecute" {
+		if t.key == key && t.effect == "NoExecute" {
 			since = kube.Time(rawjson.Value(strconv.Quote(t.timeAdded)))
 		}
 	}
-	wait, err := c.evict(req.Name, since, now)
+	wait, err := c.evict(req.Name, key, since, now)
 	if err != nil {
 		return sdk.ReconcileResult{}, err
+	}
+	if leaseLeft > 0 {
+		wait = min(wait, leaseLeft)
 	}
 	return sdk.ReconcileResult{RequeueAfterMillis: wait.Milliseconds() + 1}, nil
 }
 
+// readyStatus is the status of the node's Ready condition ("" if none).
+func readyStatus(node rawjson.Value) string {
+	status := ""
+	conds, _ := node.Get("status", "conditions")
+	_ = conds.EachElem(func(_ int, c rawjson.Value) bool {
+		if kube.Str(c, "type") == "Ready" {
+			status = kube.Str(c, "status")
+			return false
+		}
+		return true
+	})
+	return status
+}
+
+// withTaints is ts with the NoSchedule and NoExecute taints of key (kept
+// with their timeAdded if present, else added at stamp) and without the
+// other key's.
+func withTaints(ts []taint, key, stamp string) []taint {
+	out := without(ts)
+	for _, effect := range []string{"NoSchedule", "NoExecute"} {
+		t := taint{key: key, effect: effect, timeAdded: stamp}
+		for _, old := range ts {
+			if old.key == key && old.effect == effect {
+				t = old
+			}
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+func sameTaints(a, b []taint) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // evict deletes the pods of the node whose toleration of the NoExecute
 // taint (added at since) has run out, and returns when to look again.
-func (c *Controller) evict(node string, since, now time.Time) (time.Duration, error) {
+func (c *Controller) evict(node, key string, since, now time.Time) (time.Duration, error) {
 	pods, err := sdk.List(sdk.ListRequest{Resource: "pods", FieldSelector: "spec.nodeName=" + node})
 	if err != nil {
 		return 0, err
@@ -172,7 +230,7 @@ func (c *Controller) evict(node string, since, now time.Time) (time.Duration, er
 		if p.Meta.Deleting || p.Phase == "Succeeded" || p.Phase == "Failed" {
 			continue
 		}
-		tolerate, forever := toleration(raw, c.Eviction)
+		tolerate, forever := toleration(raw, key, c.Eviction)
 		if forever {
 			continue
 		}
@@ -191,15 +249,15 @@ func (c *Controller) evict(node string, since, now time.Time) (time.Duration, er
 	return next, nil
 }
 
-// toleration returns how long pod tolerates the unreachable NoExecute
-// taint: its toleration's tolerationSeconds, forever for a toleration
-// without seconds, def without a matching toleration.
-func toleration(pod rawjson.Value, def time.Duration) (time.Duration, bool) {
+// toleration returns how long pod tolerates the NoExecute taint of key:
+// its toleration's tolerationSeconds, forever for a toleration without
+// seconds, def without a matching toleration.
+func toleration(pod rawjson.Value, taintKey string, def time.Duration) (time.Duration, bool) {
 	d, forever, found := def, false, false
 	tv, _ := pod.Get("spec", "tolerations")
 	_ = tv.EachElem(func(_ int, t rawjson.Value) bool {
 		key, op, effect := kube.Str(t, "key"), kube.Str(t, "operator"), kube.Str(t, "effect")
-		if (key != TaintKey && !(key == "" && op == "Exists")) || (effect != "" && effect != "NoExecute") {
+		if (key != taintKey && !(key == "" && op == "Exists")) || (effect != "" && effect != "NoExecute") {
 			return true
 		}
 		found = true
@@ -232,19 +290,11 @@ func readTaints(node rawjson.Value) []taint {
 	return out
 }
 
-func hasTaint(ts []taint, effect string) bool {
-	for _, t := range ts {
-		if t.key == TaintKey && t.effect == effect {
-			return true
-		}
-	}
-	return false
-}
-
+// without is ts without the controller's taints (both keys).
 func without(ts []taint) []taint {
 	var out []taint
 	for _, t := range ts {
-		if t.key != TaintKey {
+		if t.key != TaintKey && t.key != NotReadyTaintKey {
 			out = append(out, t)
 		}
 	}

@@ -1,6 +1,7 @@
 package nodelifecycle_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -88,5 +89,73 @@ func TestSettings(t *testing.T) {
 		if err := nodelifecycle.New().Configure([]byte(s)); err == nil {
 			t.Errorf("settings %s accepted", s)
 		}
+	}
+}
+
+// setReady sets n1's Ready condition status (as its agent would) and
+// renews its lease now.
+func setReady(t *testing.T, c *plugintest.Cluster, status string) {
+	t.Helper()
+	now := c.Now().Format(time.RFC3339)
+	c.Update(t, "nodes", "", "n1", func(o map[string]any) {
+		o["status"] = map[string]any{"conditions": []any{map[string]any{"type": "Ready", "status": status, "reason": "KubeletNotReady",
+			"lastHeartbeatTime": now, "lastTransitionTime": now}}}
+	})
+	c.Update(t, "leases.coordination.k8s.io", "kube-node-lease", "n1", func(o map[string]any) {
+		o["spec"].(map[string]any)["renewTime"] = now
+	})
+}
+
+// TestNodeNotReady: an agent reporting Ready=False (its lease renewed)
+// gets the not-ready taints, and pods not tolerating them are evicted
+// after their tolerationSeconds; a node that then stops renewing swaps
+// them for the unreachable ones; Ready again lifts them.
+func TestNodeNotReady(t *testing.T) {
+	c := plugintest.NewCluster(t, node, lease,
+		pod("plain", "[]"),
+		pod("short", `[{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 5}]`),
+		pod("unreachable-only", `[{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute}]`))
+	ctl := nodelifecycle.New()
+	ctl.Now = c.Now
+	h := plugintest.NewController(t, ctl, nodelifecycle.Manifest(), nodelifecycle.Spec(), `{"gracePeriod": "40s", "evictionTimeout": "20s"}`, c)
+
+	setReady(t, c, "False")
+	res := h.Reconcile(t, "nodes", "", "n1")
+	want := []string{"dedicated:NoSchedule", "node.kubernetes.io/not-ready:NoSchedule", "node.kubernetes.io/not-ready:NoExecute"}
+	if got := taints(c); !slices.Equal(got, want) {
+		t.Fatalf("taints of a not-ready node %v, want %v", got, want)
+	}
+	if res.RequeueAfterMillis != 5001 {
+		t.Errorf("requeue after %d ms, want when short's toleration runs out (5 s)", res.RequeueAfterMillis)
+	}
+	if ready := plugintest.Path(c.Get("nodes", "", "n1"), "status", "conditions").([]any)[0].(map[string]any); ready["status"] != "False" {
+		t.Errorf("Ready condition rewritten: %v", ready)
+	}
+	c.Advance(6 * time.Second)
+	setReady(t, c, "False")
+	h.Reconcile(t, "nodes", "", "n1")
+	if !deleting(c, "short") || deleting(c, "plain") {
+		t.Errorf("after 6s: short deleted %v (want true), plain deleted %v (want false)", deleting(c, "short"), deleting(c, "plain"))
+	}
+	c.Advance(15 * time.Second)
+	setReady(t, c, "False")
+	h.Reconcile(t, "nodes", "", "n1")
+	if !deleting(c, "plain") || !deleting(c, "unreachable-only") {
+		t.Errorf("after 21s: plain deleted %v, unreachable-only deleted %v; want both (not-ready is not tolerated)",
+			deleting(c, "plain"), deleting(c, "unreachable-only"))
+	}
+
+	// The agent stops renewing: not-ready becomes unreachable.
+	c.Advance(41 * time.Second)
+	h.Reconcile(t, "nodes", "", "n1")
+	want = []string{"dedicated:NoSchedule", "node.kubernetes.io/unreachable:NoSchedule", "node.kubernetes.io/unreachable:NoExecute"}
+	if got := taints(c); !slices.Equal(got, want) {
+		t.Fatalf("taints of an unreachable node %v, want %v", got, want)
+	}
+
+	setReady(t, c, "True")
+	h.Reconcile(t, "nodes", "", "n1")
+	if got := taints(c); !slices.Equal(got, []string{"dedicated:NoSchedule"}) {
+		t.Errorf("taints of a Ready node %v, want only dedicated", got)
 	}
 }

@@ -61,7 +61,7 @@ func (b *Balanced) Score(s *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node,
 	if b.SkipScore(s, pod) {
 		return nil
 	}
-	if len(b.resources) == 2 && b.resources[0].Name == "cpu" && b.resources[1].Name == "memory" {
+	if b.isDefault() {
 		scoreCPUMemory(pod, nodes, scores)
 		return nil
 	}
@@ -95,6 +95,11 @@ func (b *Balanced) Score(s *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node,
 		scores[i] = int64((1 - std) * sched.MaxScore)
 	}
 	return nil
+}
+
+// isDefault: cpu and memory (kube-scheduler's default resources).
+func (b *Balanced) isDefault() bool {
+	return len(b.resources) == 2 && b.resources[0].Name == "cpu" && b.resources[1].Name == "memory"
 }
 
 // scoreCPUMemory is Score for the default resources (cpu, memory),

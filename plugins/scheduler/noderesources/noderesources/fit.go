@@ -8,6 +8,7 @@ package noderesources
 
 import (
 	"errors"
+	"math"
 	"slices"
 
 	"github.com/tugboat-dev/tugboat/sdk"
@@ -35,15 +36,102 @@ var defaultResources = []ResourceWeight{{"cpu", 1}, {"memory", 1}}
 //
 //	{"scoringStrategy": {"type": "LeastAllocated", "resources": [{"name": "cpu", "weight": 1}]},
 //	 "ignoredResources": ["example.com/foo"]}
+//
+// With "balancedAllocation": <NodeResourcesBalancedAllocation settings, or
+// {}>, the module also scores as NodeResourcesBalancedAllocation, as a
+// second score part (sched.PartScorer): one table and one walk over the
+// candidates for both scorers.
 type Fit struct {
 	strategy  string
 	resources []ResourceWeight
 	ignored   map[string]bool
+	balanced  *Balanced
+
+	// free is a lower bound of every node's free cpu, memory,
+	// ephemeral storage and pod slots, kept by the table hooks: a pod
+	// within it fits everywhere, and SkipFilter spares the walk over the
+	// candidates (most pods of a cluster with room). Freed room only
+	// marks it loose; it is recomputed, at most every rescanEvery
+	// filter attempts, when a pod exceeds it.
+	free              freeBound
+	loose             bool
+	attempts, scanned int
+}
+
+// freeBound is the smallest free amount of each resource over all nodes.
+type freeBound struct{ cpu, mem, eph, pods int64 }
+
+// rescanEvery bounds how often a loose bound is recomputed (a walk over
+// every node).
+const rescanEvery = 64
+
+func unbounded() freeBound {
+	return freeBound{math.MaxInt64, math.MaxInt64, math.MaxInt64, math.MaxInt64}
+}
+
+// lower takes node n's free amounts into the bound.
+func (b *freeBound) lower(n *sched.Node) {
+	b.cpu = min(b.cpu, n.Allocatable.MilliCPU-n.Requested.MilliCPU)
+	b.mem = min(b.mem, n.Allocatable.Memory-n.Requested.Memory)
+	b.eph = min(b.eph, n.Allocatable.EphemeralStorage-n.Requested.EphemeralStorage)
+	b.pods = min(b.pods, n.Allocatable.Pods-n.Requested.Pods)
+}
+
+// fits reports whether a pod requesting req (no extended resources) fits
+// within the bound.
+func (b *freeBound) fits(req *sched.Resources) bool {
+	return b.pods >= 1 && req.MilliCPU <= b.cpu && req.Memory <= b.mem && req.EphemeralStorage <= b.eph
+}
+
+// Reset starts the bound over (a full table follows).
+func (f *Fit) Reset() { f.free, f.loose = unbounded(), false }
+
+// NodeChanged keeps the bound: a new or changed node lowers it; a change
+// that may free room (or a removal) loosens it.
+func (f *Fit) NodeChanged(old, cur *sched.Node) {
+	if cur != nil {
+		f.free.lower(cur)
+	}
+	if old != nil {
+		f.loose = true
+	}
+}
+
+// PodAdded lowers the bound by the pod's node.
+func (f *Fit) PodAdded(p *sched.PodInfo) { f.free.lower(p.Node) }
+
+// PodRemoved loosens the bound.
+func (f *Fit) PodRemoved(*sched.PodInfo) { f.loose = true }
+
+// SkipFilter: a pod without extended resources that fits within the free
+// bound passes on every node.
+func (f *Fit) SkipFilter(s *sched.Snapshot, pod *sched.Pod) bool {
+	req := &pod.Requests
+	for name, v := range req.Scalar {
+		if v > 0 && !f.ignored[name] {
+			return false
+		}
+	}
+	if f.free.fits(req) {
+		return true
+	}
+	f.attempts++
+	if !f.loose || f.attempts-f.scanned < rescanEvery {
+		return false
+	}
+	f.scanned, f.loose = f.attempts, false
+	f.free = unbounded()
+	for _, n := range s.Nodes() {
+		if n != nil {
+			f.free.lower(n)
+		}
+	}
+	return f.free.fits(req)
 }
 
 // NewFit returns the plugin with kube-scheduler's defaults.
 func NewFit() *Fit {
-	return &Fit{strategy: LeastAllocated, resources: slices.Clone(defaultResources)}
+	return &Fit{strategy: LeastAllocated, resources: slices.Clone(defaultResources), free: unbounded()}
 }
 
 // FitManifest is the plugin's manifest.
@@ -71,6 +159,12 @@ func (f *Fit) Configure(settings rawjson.Value) error {
 				return err
 			}
 			f.resources = rs
+		}
+	}
+	if b, ok := settings.Get("balancedAllocation"); ok && !b.IsNull() {
+		f.balanced = NewBalanced()
+		if err := f.balanced.Configure(b); err != nil {
+			return errors.New("balancedAllocation: " + err.Error())
 		}
 	}
 	if ig, ok := settings.Get("ignoredResources"); ok {
@@ -172,7 +266,7 @@ func (f *Fit) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, res
 
 // Score rates each node by the strategy over the configured resources.
 func (f *Fit) Score(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, scores []int64) error {
-	if len(f.resources) == 2 && f.resources[0].Name == "cpu" && f.resources[1].Name == "memory" && f.strategy == LeastAllocated {
+	if f.isDefault() {
 		f.scoreDefault(pod, nodes, scores)
 		return nil
 	}
@@ -197,6 +291,72 @@ func (f *Fit) Score(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, scor
 		}
 	}
 	return nil
+}
+
+// ScoreParts is 2 when the settings enabled balancedAllocation: the
+// NodeResourcesFit score, then the NodeResourcesBalancedAllocation one.
+func (f *Fit) ScoreParts() int {
+	if f.balanced != nil {
+		return 2
+	}
+	return 1
+}
+
+// ScoreAll fills the score parts, in one loop for the defaults of both.
+func (f *Fit) ScoreAll(s *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, scores [][]int64) error {
+	b := f.balanced
+	if b == nil || len(scores) < 2 {
+		return f.Score(s, pod, nodes, scores[0])
+	}
+	if f.isDefault() && b.isDefault() && !b.SkipScore(s, pod) {
+		scoreDefaultBoth(f.resources[0].Weight, f.resources[1].Weight, pod, nodes, scores[0], scores[1])
+		return nil
+	}
+	if err := f.Score(s, pod, nodes, scores[0]); err != nil {
+		return err
+	}
+	return b.Score(s, pod, nodes, scores[1])
+}
+
+// isDefault: LeastAllocated over cpu and memory.
+func (f *Fit) isDefault() bool {
+	return len(f.resources) == 2 && f.resources[0].Name == "cpu" && f.resources[1].Name == "memory" && f.strategy == LeastAllocated
+}
+
+// scoreDefaultBoth is scoreDefault and scoreCPUMemory in one walk.
+func scoreDefaultBoth(wc, wm int64, pod *sched.Pod, nodes []*sched.Node, fit, bal []int64) {
+	pc, pm := float64(pod.Requests.MilliCPU), float64(pod.Requests.Memory)
+	_ = bal[len(nodes)-1]
+	_ = fit[len(nodes)-1]
+	for i, n := range nodes {
+		var sum, weights int64
+		ac, am := n.Allocatable.MilliCPU, n.Allocatable.Memory
+		if ac != 0 {
+			sum += leastRequested(n.NonZeroMilliCPU+pod.NonZeroMilliCPU, ac) * wc
+			weights += wc
+		}
+		if am != 0 {
+			sum += leastRequested(n.NonZeroMemory+pod.NonZeroMemory, am) * wm
+			weights += wm
+		}
+		if weights > 0 {
+			fit[i] = sum / weights
+		}
+		if ac != 0 && am != 0 {
+			// Comparisons, not min: Go's float min is a call in Wasm.
+			fc := (float64(n.Requested.MilliCPU) + pc) / float64(ac)
+			if fc > 1 {
+				fc = 1
+			}
+			fm := (float64(n.Requested.Memory) + pm) / float64(am)
+			if fm > 1 {
+				fm = 1
+			}
+			bal[i] = int64((1 - math.Abs((fc-fm)/2)) * sched.MaxScore)
+		} else {
+			bal[i] = sched.MaxScore
+		}
+	}
 }
 
 // scoreDefault is Score for kube-scheduler's default (LeastAllocated on

@@ -173,3 +173,67 @@ func TestSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestFitWithBalancedParts: the Fit module with balancedAllocation enabled
+// answers two score parts that equal the two plugins run as separate
+// modules, each weighed by its own weight.
+func TestFitWithBalancedParts(t *testing.T) {
+	pods := map[string]string{
+		"1 cpu 1Gi": `
+metadata: {name: p}
+spec: {containers: [{name: c, image: i, resources: {requests: {cpu: "1", memory: 1Gi}}}]}`,
+		"small": `
+metadata: {name: p}
+spec: {containers: [{name: c, image: i, resources: {requests: {cpu: 100m, memory: 100Mi}}}]}`,
+		"cpu only": `
+metadata: {name: p}
+spec: {containers: [{name: c, image: i, resources: {requests: {cpu: 200m}}}]}`,
+		"best effort": `{metadata: {name: p}, spec: {containers: [{name: c, image: i}]}}`,
+	}
+	for _, tc := range []struct {
+		name, strategy, balanced string
+	}{
+		{"defaults", `{"type": "LeastAllocated"}`, `{}`},
+		{"most allocated", `{"type": "MostAllocated"}`, `{}`},
+		{"balanced on cpu only", `{"type": "LeastAllocated"}`, `{"resources": [{"name": "cpu"}]}`},
+	} {
+		for podName, pod := range pods {
+			t.Run(tc.name+"/"+podName, func(t *testing.T) {
+				both := module(t, noderesources.NewFit(), noderesources.FitManifest(),
+					`{"scoringStrategy": `+tc.strategy+`, "balancedAllocation": `+tc.balanced+`}`)
+				if got := both.ScoreParts(); got != 2 {
+					t.Fatalf("ScoreParts() = %d, want 2", got)
+				}
+				combined := schedtest.Profile(t, kscheduler.PluginConfig{Plugin: both, Filter: true, Score: true,
+					Parts: []kscheduler.ScorePart{{Name: "NodeResourcesFit", Weight: 2}, {Name: "NodeResourcesBalancedAllocation", Weight: 3}}})
+				fit := module(t, noderesources.NewFit(), noderesources.FitManifest(), `{"scoringStrategy": `+tc.strategy+`}`)
+				bal := module(t, noderesources.NewBalanced(), noderesources.BalancedManifest(), tc.balanced)
+				separate := schedtest.Profile(t,
+					kscheduler.PluginConfig{Plugin: fit, Filter: true, Score: true, Weight: 2},
+					kscheduler.PluginConfig{Plugin: bal, Score: true, Weight: 3})
+				got := cluster(t).Schedule(t, combined, pod)
+				want := cluster(t).Schedule(t, separate, pod)
+				if got.Node != want.Node || !reflect.DeepEqual(got.Scores, want.Scores) {
+					t.Errorf("combined: node %q scores %v; separate: node %q scores %v", got.Node, got.Scores, want.Node, want.Scores)
+				}
+				if len(got.Scores) == 0 {
+					t.Fatalf("no scores: %+v", got)
+				}
+				for _, name := range []string{"NodeResourcesFit", "NodeResourcesBalancedAllocation"} {
+					g, w := got.PluginScores[name], want.PluginScores[name]
+					if len(w) == 0 { // skipped when separate: zero when combined
+						for n, s := range g {
+							if s != 0 {
+								t.Errorf("%s on %s: %d, want 0 (skipped separately)", name, n, s)
+							}
+						}
+						continue
+					}
+					if !reflect.DeepEqual(g, w) {
+						t.Errorf("%s: combined %v, separate %v", name, g, w)
+					}
+				}
+			})
+		}
+	}
+}
