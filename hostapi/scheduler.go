@@ -145,6 +145,7 @@ const (
 	SchedWhenPodSpread       = 1 << 4 // spec.topologySpreadConstraints is not empty
 	SchedWhenPodTolerations  = 1 << 5 // spec.tolerations is not empty
 	SchedWhenPodHostPorts    = 1 << 6 // a container asks for a host port
+	SchedWhenPodControlled   = 1 << 7 // a controller ownerReference (ReplicaSet, StatefulSet, ...)
 
 	SchedWhenNodeUnschedulable = 1 << 16 // a node has spec.unschedulable
 	SchedWhenNodeTaints        = 1 << 17 // a node has spec.taints
@@ -153,7 +154,7 @@ const (
 	SchedWhenBoundPodAffinity = 1 << 24 // a bound pod has podAffinity or podAntiAffinity
 
 	// SchedWhenKnown are the facts this version of the ABI defines.
-	SchedWhenKnown = 1<<7 - 1 | 7<<16 | 1<<24
+	SchedWhenKnown = 1<<8 - 1 | 7<<16 | 1<<24
 )
 
 // # Input buffer reuse (optional, additive within ABI v1)

@@ -79,10 +79,14 @@ type pluginsResults struct {
 	instHeapKB   []float64 // per round: Go heap per instance (linear memory included)
 	instLinearKB float64   // linear memory of one idle instance
 	wasm, native []latency
-	deadline     wasmrt.DeadlineCost // the loop-heavy function
-	admitCost    wasmrt.DeadlineCost // require-labels' admit export alone
-	runaway      []time.Duration     // time to stop an infinite loop, deadline runawayDeadline
-	runawayGCs   uint32              // garbage collections during those calls
+	// jsonWasm and jsonNative: both paths with the JSON request layout at
+	// the first concurrency level, for comparison with session 1.
+	jsonWasm, jsonNative latency
+	layout               int32               // the layout the module reads
+	deadline             wasmrt.DeadlineCost // the loop-heavy function
+	admitCost            wasmrt.DeadlineCost // require-labels' admit export alone
+	runaway              []time.Duration     // time to stop an infinite loop, deadline runawayDeadline
+	runawayGCs           uint32              // garbage collections during those calls
 }
 
 // latency summarizes one admission measurement.
@@ -250,22 +254,53 @@ func measureAdmission(ctx context.Context, cfg pluginsConfig, plugin, tmp string
 	// The native path runs the same plugin layer (request encoding in the
 	// layout the Wasm module reads, response decoding) around the same
 	// plugin package compiled natively.
-	native := func(_ context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
-		return wasmrt.AdmitWith(p.AdmitLayout(), req, func(in []byte) ([]byte, error) {
-			return mod.Call(hostapi.ExportAdmit, in)
+	res.layout = p.AdmitLayout()
+	nativeIn := func(layout int32) admitFunc {
+		return func(_ context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
+			return wasmrt.AdmitWith(layout, req, func(in []byte) ([]byte, error) {
+				return mod.Call(hostapi.ExportAdmit, in)
+			})
+		}
+	}
+	// wasmJSON is the Wasm path with the request forced to JSON.
+	wasmJSON := func(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
+		return wasmrt.AdmitWith(hostapi.AdmitLayoutJSON, req, func(in []byte) ([]byte, error) {
+			return p.Call(ctx, hostapi.ExportAdmit, in)
 		})
 	}
+	native := nativeIn(res.layout)
 	paths := []struct {
 		name  string
 		admit admitFunc
 		dst   *[]latency
 	}{{"wasm", hook.Admit, &res.wasm}, {"native", native, &res.native}}
+	var jsonW, jsonN []latency
+	jsonPaths := []struct {
+		name  string
+		admit admitFunc
+		dst   *[]latency
+	}{{"wasm, JSON layout", wasmJSON, &jsonW}, {"native, JSON layout", nativeIn(hostapi.AdmitLayoutJSON), &jsonN}}
+	for _, path := range jsonPaths {
+		if err := checkVerdicts(ctx, path.name, path.admit); err != nil {
+			return err
+		}
+	}
 	for _, path := range paths {
 		if err := checkVerdicts(ctx, path.name, path.admit); err != nil {
 			return err
 		}
 	}
 	req := deploymentReview(map[string]string{"app": "web", "team": "payments"})
+	for _, path := range jsonPaths {
+		c := cfg.concurrency[0]
+		progress("plugins: %s admission, %d concurrent, %d calls", path.name, c, cfg.calls)
+		lat, err := runAdmissions(ctx, path.admit, req, c, cfg.warmup, cfg.calls)
+		if err != nil {
+			return fmt.Errorf("%s admission: %w", path.name, err)
+		}
+		*path.dst = append(*path.dst, lat)
+	}
+	res.jsonWasm, res.jsonNative = jsonW[0], jsonN[0]
 	for _, c := range cfg.concurrency {
 		for _, path := range paths {
 			progress("plugins: %s admission, %d concurrent, %d calls", path.name, c, cfg.calls)
@@ -394,7 +429,7 @@ func measureDeadlines(ctx context.Context, cfg pluginsConfig, plugin, guest, tmp
 	}
 	res.deadline = cost
 	progress("plugins: require-labels admission in the guest alone, %d calls per deadline mode", 20*cfg.loopRuns)
-	review, err := json.Marshal(deploymentReview(map[string]string{"app": "web", "team": "payments"}))
+	review, err := wasmrt.AppendAdmissionRequest(nil, res.layout, deploymentReview(map[string]string{"app": "web", "team": "payments"}))
 	if err != nil {
 		return err
 	}
@@ -465,7 +500,7 @@ func printPluginsMachine(w io.Writer, cfg pluginsConfig, plugin string) {
 		size = strconv.FormatInt(st.Size()>>10, 10) + " KiB"
 	}
 	fmt.Fprintf(w, "plugin: require-labels (%s), settings %s; native path: the same package through sdk.Module.Call\n", size, requireTeam)
-	fmt.Fprintf(w, "admission: a 2 KB Deployment create, plugin layer end to end (JSON encode request, call, decode response), %d calls after %d warm-up\n\n",
+	fmt.Fprintf(w, "admission: a 2 KB Deployment create, plugin layer end to end (encode request in the layout the module reads, call, decode response JSON), %d calls after %d warm-up\n\n",
 		cfg.calls, cfg.warmup)
 }
 
@@ -480,6 +515,9 @@ func printPluginsResults(w io.Writer, cfg pluginsConfig, res *pluginsResults) {
 				usFloat(l.lat.p50), usFloat(l.lat.p99), usFloat(l.lat.max), l.lat.perSec)
 		}
 	}
+	fmt.Fprintf(w, "request layout %d (%s) above; with the JSON layout instead, at concurrency %d: wasm p50 %.1f, native p50 %.1f (ratio %.2f)\n",
+		res.layout, layoutName(res.layout), res.jsonWasm.concurrency, usFloat(res.jsonWasm.p50), usFloat(res.jsonNative.p50),
+		ratio(res.jsonWasm.p50, res.jsonNative.p50))
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "cold start: compile with an empty cache %.0f ms; load with a warm cache %s ms (median %.1f)\n",
 		res.compileMs, joinFloats(res.warmLoadMs, 1), medianFloat(res.warmLoadMs))
@@ -498,6 +536,13 @@ func printPluginsResults(w io.Writer, cfg pluginsConfig, res *pluginsResults) {
 	}
 	fmt.Fprintf(w, "runaway guest (infinite loop), deadline %s: stopped after %s ms, %d garbage collections meanwhile\n",
 		runawayDeadline, joinFloats(runaway, 1), res.runawayGCs)
+}
+
+func layoutName(layout int32) string {
+	if layout == hostapi.AdmitLayoutBinary {
+		return "binary"
+	}
+	return "JSON"
 }
 
 func joinFloats(v []float64, prec int) string {

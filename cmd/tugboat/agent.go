@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -96,7 +97,7 @@ func completeAgent(c *Config) []error {
 	if !slices.Contains(runtimes, a.Runtime) {
 		errs = append(errs, invalid("runtime", a.Runtime, "want "+strings.Join(runtimes, " or ")))
 	}
-	if err := checkNetworkMode(a.NetworkMode); err != nil {
+	if err := checkNetworkMode(a.NetworkMode, a.Runtime); err != nil {
 		errs = append(errs, invalid("network-mode", a.NetworkMode, err.Error()))
 	}
 	if p := a.Containerd.PullPolicy; !slices.Contains([]string{"Always", "IfNotPresent", "Never"}, p) {
@@ -152,6 +153,17 @@ func startAgent(ctx context.Context, env componentEnv) (func(), error) {
 func startNodes(ctx context.Context, env componentEnv) (func(), error) {
 	a := env.Config.Agent
 	var sims []*sim.Cluster
+	var simMu sync.Mutex
+	simHandler := func(name string) http.Handler {
+		simMu.Lock()
+		defer simMu.Unlock()
+		for _, c := range sims {
+			if h := c.Handler(name); h != nil {
+				return h
+			}
+		}
+		return nil
+	}
 	stop := func() {
 		for _, c := range sims {
 			c.Stop()
@@ -171,7 +183,9 @@ func startNodes(ctx context.Context, env componentEnv) (func(), error) {
 		if err != nil {
 			return err
 		}
+		simMu.Lock()
 		sims = append(sims, c)
+		simMu.Unlock()
 		return nil
 	}
 	var local http.Handler
@@ -199,7 +213,7 @@ func startNodes(ctx context.Context, env componentEnv) (func(), error) {
 			prev()
 		}
 	}
-	if err := connectNodes(env, a.NodeName, local); err != nil {
+	if err := connectNodes(env, a.NodeName, local, simHandler); err != nil {
 		stop()
 		return nil, err
 	}
@@ -340,7 +354,7 @@ func startLocalAgent(ctx context.Context, env componentEnv, local *http.Handler,
 // connectNodes lets the API server reach node agents for logs, exec and
 // stats: the local agent's handler in process (when local is set), the
 // others over TLS.
-func connectNodes(env componentEnv, localName string, local http.Handler) error {
+func connectNodes(env componentEnv, localName string, local http.Handler, sim func(string) http.Handler) error {
 	if env.APIServer == nil || env.Certs == nil {
 		return nil
 	}
@@ -349,6 +363,9 @@ func connectNodes(env componentEnv, localName string, local http.Handler) error 
 		return err
 	}
 	env.APIServer.SetNodeConnector(func(ctx context.Context, node *corev1.Node) (http.Handler, error) {
+		if h := sim(node.Name); h != nil {
+			return h, nil
+		}
 		if local != nil && node.Name == localName {
 			return local, nil
 		}

@@ -112,7 +112,7 @@ func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 	if f.networkMode == "" {
 		f.networkMode = networkHost
 	}
-	if err := checkNetworkMode(f.networkMode); err != nil {
+	if err := checkNetworkMode(f.networkMode, f.runtime); err != nil {
 		return invalid("network-mode", f.networkMode, err.Error())
 	}
 	if f.proxyMode != "" && !slices.Contains(proxyModes, f.proxyMode) {

@@ -94,7 +94,7 @@ type component struct {
 
 // components lists the server's components in start order.
 func components() []component {
-	return []component{networkComponent(), agentComponent(), schedulerComponent(), controllersComponent()}
+	return []component{networkComponent(), agentComponent(), metricsComponent(), schedulerComponent(), controllersComponent()}
 }
 
 // option is one configuration key: its default and its flag's help.

@@ -179,12 +179,17 @@ const (
 	networkBridge = "bridge"
 )
 
-// checkNetworkMode validates network-mode: bridge needs root.
-func checkNetworkMode(mode string) error {
+// checkNetworkMode validates network-mode for a workload runtime: bridge
+// needs root and a runtime that runs processes in network namespaces
+// (exec, containerd).
+func checkNetworkMode(mode, runtime string) error {
 	switch mode {
 	case networkHost:
 		return nil
 	case networkBridge:
+		if runtime != "exec" && runtime != "containerd" {
+			return fmt.Errorf("bridge needs the exec or containerd runtime, not %s", runtime)
+		}
 		if uid := os.Geteuid(); uid != 0 {
 			return fmt.Errorf("bridge needs root (network namespaces, links and routes); running as uid %d", uid)
 		}

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
+	"github.com/tugboat-dev/tugboat/kernel/leaderelect"
 	kscheduler "github.com/tugboat-dev/tugboat/kernel/scheduler"
 	"github.com/tugboat-dev/tugboat/runtime"
 )
@@ -56,6 +57,7 @@ type SchedulerConfig struct {
 // SchedulerSection holds the scheduler.* keys.
 type SchedulerSection struct {
 	Enabled     bool          `mapstructure:"enabled"`
+	LeaderElect bool          `mapstructure:"leader-elect"`
 	PluginsDir  string        `mapstructure:"plugins-dir"`
 	BindWorkers int64         `mapstructure:"bind-workers"`
 	Timeout     time.Duration `mapstructure:"timeout"`
@@ -109,6 +111,7 @@ func schedulerComponent() component {
 		options: func() []option {
 			return []option{
 				{"scheduler.enabled", true, "run the scheduler (filter and score plugins are Wasm modules)"},
+				{"scheduler.leader-elect", true, "schedule only while holding the kube-system/" + kscheduler.DefaultLeaseName + " Lease (one scheduler among servers sharing a store)"},
 				{"scheduler.plugins-dir", "", "directory of the built-in scheduler plugins (<name>.wasm); default: plugins/ next to the tugboat binary"},
 				{"scheduler.bind-workers", int64(64), "bindings the scheduler writes at once"},
 				{"scheduler.timeout", 10 * time.Second, "deadline of one filter or score call (the first call sends every node)"},
@@ -310,9 +313,13 @@ func runScheduler(ctx context.Context, env componentEnv, sc SchedulerSection, pr
 		}
 		profs = append(profs, prof)
 	}
-	s, err := kscheduler.New(kscheduler.Config{
+	cfg := kscheduler.Config{
 		Client: env.Client(schedulerUser), Profiles: profs, Logger: log, BindWorkers: int(sc.BindWorkers),
-	})
+	}
+	if sc.LeaderElect {
+		cfg.LeaderElection = &leaderelect.Config{Identity: controllerIdentity(env.Config)}
+	}
+	s, err := kscheduler.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -110,7 +110,10 @@ func TestHostScorers(t *testing.T) {
 	fit := SchedulerPluginConfig{Name: "NodeResourcesFit", Path: "/p/noderesources.wasm", Weight: w(1), builtin: true}
 	bal := SchedulerPluginConfig{Name: "NodeResourcesBalancedAllocation", Path: "/p/balancedallocation.wasm", Weight: w(1), builtin: true}
 	other := SchedulerPluginConfig{Name: "NodeName", Path: "/p/nodename.wasm", Weight: w(0), builtin: true}
-	with := func(pc SchedulerPluginConfig, f func(*SchedulerPluginConfig)) SchedulerPluginConfig { f(&pc); return pc }
+	with := func(pc SchedulerPluginConfig, f func(*SchedulerPluginConfig)) SchedulerPluginConfig {
+		f(&pc)
+		return pc
+	}
 	for _, tc := range []struct {
 		name     string
 		in       []SchedulerPluginConfig

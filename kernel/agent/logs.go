@@ -23,6 +23,7 @@ import (
 //
 //	GET /containerLogs/{namespace}/{pod}/{container}?follow&previous&tailLines&sinceSeconds&sinceTime&timestamps&limitBytes
 //	GET|POST /exec/{namespace}/{pod}/{container}?command=...&stdin&stdout&stderr&tty
+//	GET|POST /attach/{namespace}/{pod}/{container}?stdin&stdout&stderr (attach.go)
 //	GET /stats/summary (stats.go)
 //	POST /portForward/{namespace}/{pod} (portforward.go)
 //
@@ -32,6 +33,7 @@ func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", a.serveLogs)
 	mux.HandleFunc("/exec/{namespace}/{pod}/{container}", a.serveExec)
+	mux.HandleFunc("/attach/{namespace}/{pod}/{container}", a.serveAttach)
 	mux.HandleFunc("GET /stats/summary", a.serveStats)
 	mux.HandleFunc("/portForward/{namespace}/{pod}", a.servePortForward)
 	return mux

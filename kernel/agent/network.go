@@ -66,6 +66,10 @@ type podNetwork struct {
 	// being set up is never taken for a leftover.
 	mu  sync.Mutex
 	att map[string]bridge.Attachment // by pod UID, pods set up by this agent
+	// finished holds the addresses of finished pods whose network was
+	// released (releaseFinished), for their status, until they are
+	// deleted.
+	finished map[string]string
 }
 
 // startNetwork waits for the node's pod CIDR, brings up the bridge and
@@ -87,7 +91,7 @@ func (a *Agent) startNetwork(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: pod network: %w", err)
 	}
-	n := &podNetwork{cfg: cfg, br: br, att: map[string]bridge.Attachment{}}
+	n := &podNetwork{cfg: cfg, br: br, att: map[string]bridge.Attachment{}, finished: map[string]string{}}
 	if cfg.Ready != nil {
 		if n.nameserver, err = cfg.Ready(ctx, br.Gateway(), cidr); err != nil {
 			br.Close()
@@ -190,8 +194,8 @@ func (a *Agent) usesPodNetwork(pod *corev1.Pod) bool {
 // setupPodNetwork attaches a pod to the bridge (idempotent: a restarted
 // agent finds the same namespace and address) and writes its resolv.conf.
 func (a *Agent) setupPodNetwork(pod *corev1.Pod) error {
-	if !a.usesPodNetwork(pod) {
-		return nil
+	if !a.usesPodNetwork(pod) || terminalPhase(pod.Status.Phase) {
+		return nil // a finished pod needs no network (after a restart)
 	}
 	n := a.net
 	uid := string(pod.UID)
@@ -250,16 +254,74 @@ func (a *Agent) attachment(uid string) (bridge.Attachment, bool) {
 	return att, ok
 }
 
+// podNetNS is the path of a pod's network namespace; "" when it runs on
+// the node's network.
+func (a *Agent) podNetNS(pod *corev1.Pod) string {
+	if att, ok := a.attachment(string(pod.UID)); ok && a.usesPodNetwork(pod) {
+		return att.NetNS
+	}
+	return ""
+}
+
+// dialIn connects to a TCP address from inside the network namespace at
+// netns ("" is the agent's), as kubelet's port-forward connects to the
+// pod's localhost.
+func dialIn(netns, addr string) (net.Conn, error) {
+	dial := func() (net.Conn, error) { return net.DialTimeout("tcp", addr, 10*time.Second) }
+	if netns == "" {
+		return dial()
+	}
+	var c net.Conn
+	err := bridge.InNetNS(netns, func() error {
+		var err error
+		c, err = dial()
+		return err
+	})
+	return c, err
+}
+
 // podIP is the address a pod is reached at: its own in bridge mode ("" until
-// it is set up), else the node's.
+// it is set up; the one it had once it has finished), else the node's.
 func (a *Agent) podIP(pod *corev1.Pod) string {
 	if !a.usesPodNetwork(pod) {
 		return a.hostIP()
 	}
-	if att, ok := a.attachment(string(pod.UID)); ok {
+	a.net.mu.Lock()
+	defer a.net.mu.Unlock()
+	if att, ok := a.net.att[string(pod.UID)]; ok {
 		return att.IP.String()
 	}
+	if ip, ok := a.net.finished[string(pod.UID)]; ok {
+		return ip
+	}
+	if terminalPhase(pod.Status.Phase) {
+		return pod.Status.PodIP
+	}
 	return ""
+}
+
+// releaseFinished frees the namespace and address of a pod that has
+// finished (phase Succeeded or Failed: its containers have all exited and
+// none will start again), as kubelet tears down a finished pod's sandbox,
+// so Jobs do not exhaust the node's pod CIDR; status.podIP keeps the
+// address it had.
+func (a *Agent) releaseFinished(pod *corev1.Pod, phase corev1.PodPhase) {
+	if !terminalPhase(phase) || !a.usesPodNetwork(pod) {
+		return
+	}
+	uid := string(pod.UID)
+	n := a.net
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	att, ok := n.att[uid]
+	if !ok {
+		return
+	}
+	delete(n.att, uid)
+	n.finished[uid] = att.IP.String()
+	if err := n.br.Teardown(uid); err != nil {
+		a.log.Warn("agent: pod network teardown", "pod_uid", uid, "err", err)
+	}
 }
 
 // teardownPodNetwork removes a deleted pod from the network.
@@ -270,6 +332,7 @@ func (a *Agent) teardownPodNetwork(uid string) {
 	a.net.mu.Lock()
 	defer a.net.mu.Unlock()
 	delete(a.net.att, uid)
+	delete(a.net.finished, uid)
 	if err := a.net.br.Teardown(uid); err != nil {
 		a.log.Warn("agent: pod network teardown", "pod_uid", uid, "err", err)
 	}

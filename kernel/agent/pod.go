@@ -189,6 +189,7 @@ func (w *podWorker) sync(ctx context.Context) (time.Time, bool) {
 		}
 	}
 	status := w.status(pod, prepErr)
+	w.a.releaseFinished(pod, status.Phase)
 	if err := w.writeStatus(ctx, pod, status); err != nil {
 		if ctx.Err() == nil {
 			w.a.log.Debug("agent: pod status", "pod", pod.Namespace+"/"+pod.Name, "err", err)

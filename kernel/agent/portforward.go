@@ -19,14 +19,16 @@ import (
 // Port forwarding (kubectl port-forward) over SPDY, protocol
 // portforward.k8s.io: the client opens an error and a data stream per
 // connection (headers streamType, port, requestID) and the agent connects
-// the data stream to the port in the pod's network — the host's, for the
-// exec runtime. WebSocket requests are refused with 400, on which kubectl
+// the data stream to the port on localhost in the pod's network — the
+// host's in host network mode, the pod's namespace in bridge mode (as
+// kubelet does). WebSocket requests are refused with 400, on which kubectl
 // falls back to SPDY.
 
 const portForwardProtocol = "portforward.k8s.io"
 
 func (a *Agent) servePortForward(w http.ResponseWriter, r *http.Request) {
-	if _, ok := a.pods.get(r.PathValue("namespace"), r.PathValue("pod")); !ok {
+	pod, ok := a.pods.get(r.PathValue("namespace"), r.PathValue("pod"))
+	if !ok {
 		writeStatusError(w, apierrors.NewNotFound(podsResource, r.PathValue("pod")))
 		return
 	}
@@ -38,7 +40,7 @@ func (a *Agent) servePortForward(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	pf := &portForwarder{host: "127.0.0.1", pairs: map[string]*streamPair{}}
+	pf := &portForwarder{host: "127.0.0.1", netns: a.podNetNS(pod), pairs: map[string]*streamPair{}}
 	conn := spdy.NewResponseUpgrader().UpgradeResponse(w, r, func(st httpstream.Stream, replySent <-chan struct{}) error {
 		pf.add(st, replySent)
 		return nil
@@ -55,6 +57,7 @@ func (a *Agent) servePortForward(w http.ResponseWriter, r *http.Request) {
 // portForwarder pairs each request's streams and forwards them.
 type portForwarder struct {
 	host  string
+	netns string // the pod's network namespace ("" = the agent's)
 	mu    sync.Mutex
 	pairs map[string]*streamPair
 	wg    sync.WaitGroup
@@ -105,7 +108,7 @@ func (pf *portForwarder) forward(p *streamPair) {
 		fmt.Fprintf(p.errs, "invalid port %q", p.data.Headers().Get(corev1.PortHeader))
 		return
 	}
-	c, err := net.DialTimeout("tcp", net.JoinHostPort(pf.host, strconv.Itoa(int(port))), 10*time.Second)
+	c, err := dialIn(pf.netns, net.JoinHostPort(pf.host, strconv.Itoa(int(port))))
 	if err != nil {
 		fmt.Fprintf(p.errs, "error forwarding port %d: %v", port, err)
 		return

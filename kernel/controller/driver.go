@@ -21,14 +21,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
+	"github.com/tugboat-dev/tugboat/kernel/leaderelect"
 )
 
 // Reconciler is one controller as the driver calls it (the runtime adapts
@@ -173,40 +171,9 @@ func (d *Driver) Run(ctx context.Context) error {
 		d.lead(ctx)
 		return nil
 	}
-	cs, err := kubernetes.NewForConfig(d.cfg.Client)
-	if err != nil {
-		return fmt.Errorf("controller driver: clientset: %w", err)
-	}
-	for ctx.Err() == nil {
-		var wg sync.WaitGroup
-		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-			Lock: &resourcelock.LeaseLock{
-				LeaseMeta:  metaFor(d.cfg.LeaseNamespace, d.cfg.LeaseName),
-				Client:     cs.CoordinationV1(),
-				LockConfig: resourcelock.ResourceLockConfig{Identity: d.cfg.Identity},
-			},
-			LeaseDuration:   d.cfg.LeaseDuration,
-			RenewDeadline:   d.cfg.RenewDeadline,
-			RetryPeriod:     d.cfg.RetryPeriod,
-			ReleaseOnCancel: true,
-			Name:            d.cfg.LeaseName,
-			Callbacks: leaderelection.LeaderCallbacks{
-				OnStartedLeading: func(ctx context.Context) {
-					wg.Add(1)
-					defer wg.Done()
-					d.log.Info("leading: controllers start", "identity", d.cfg.Identity)
-					d.lead(ctx)
-				},
-				OnStoppedLeading: func() { d.log.Info("not leading: controllers stopped", "identity", d.cfg.Identity) },
-			},
-		})
-		if err != nil {
-			return fmt.Errorf("controller driver: leader election: %w", err)
-		}
-		le.Run(ctx)
-		wg.Wait()
-	}
-	return nil
+	return leaderelect.Run(ctx, leaderelect.Config{Client: d.cfg.Client, Namespace: d.cfg.LeaseNamespace,
+		Name: d.cfg.LeaseName, Identity: d.cfg.Identity, LeaseDuration: d.cfg.LeaseDuration,
+		RenewDeadline: d.cfg.RenewDeadline, RetryPeriod: d.cfg.RetryPeriod, Logger: d.log}, d.lead)
 }
 
 // term is one leadership term: its caches, owner index and queues.
@@ -243,6 +210,10 @@ func (d *Driver) lead(ctx context.Context) {
 			info, err := res.lookup(name)
 			if err != nil {
 				d.log.Warn("watched resource not served; ignored", "controller", c.reg.Name, "resource", name)
+				continue
+			}
+			if !info.watchable { // e.g. pods.metrics.k8s.io: reads go to the API
+				d.log.Warn("watched resource cannot be watched; not cached", "controller", c.reg.Name, "resource", name)
 				continue
 			}
 			t.caches[name] = newResourceCache(info)

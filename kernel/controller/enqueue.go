@@ -9,10 +9,6 @@ import (
 	"github.com/tugboat-dev/tugboat/hostapi"
 )
 
-func metaFor(namespace, name string) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Namespace: namespace, Name: name}
-}
-
 // ownerIndex maps uids to cached objects and owner uids to their
 // dependents. Safe for concurrent use.
 type ownerIndex struct {

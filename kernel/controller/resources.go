@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/client-go/discovery"
@@ -19,6 +20,9 @@ type resourceInfo struct {
 	plural     string
 	kind       string
 	namespaced bool
+	// watchable: the server serves watch (metrics.k8s.io does not);
+	// only watchable resources are cached.
+	watchable bool
 }
 
 func (r *resourceInfo) apiVersion() string {
@@ -76,7 +80,8 @@ func discover(cfg *rest.Config) (*resources, error) {
 			if strings.Contains(ar.Name, "/") {
 				continue
 			}
-			info := &resourceInfo{group: group, version: version, plural: ar.Name, kind: ar.Kind, namespaced: ar.Namespaced}
+			info := &resourceInfo{group: group, version: version, plural: ar.Name, kind: ar.Kind, namespaced: ar.Namespaced,
+				watchable: slices.Contains(ar.Verbs, "watch")}
 			info.name = ar.Name
 			if group != "" {
 				info.name += "." + group

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 )
 
 func prioPod(name, node string, prio int32, created time.Time) *corev1.Pod {
@@ -113,4 +114,47 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestReserveNominated: while a pod that preempted waits for its victims
+// to go, pods of lower priority see it on its nominated node (the room is
+// reserved), as do pods of equal priority (kube-scheduler's rule); pods of
+// higher priority, and the pod itself, do not.
+func TestReserveNominated(t *testing.T) {
+	s, err := New(Config{Client: &rest.Config{Host: "http://127.0.0.1:1"}, Profiles: []*Profile{mustProfile(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.snap = snapshotWith("a", "b")
+	t0 := time.Now()
+	high := prioPod("high", "", 100, t0)
+	s.nominated[podKey{"default", "high"}] = nomination{pod: high, node: "a"}
+	fake := newFake("fake", 1)
+	prof := mustProfile(t, PluginConfig{Plugin: fake, Filter: true, Score: true})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		pod      *corev1.Pod
+		reserved bool
+	}{
+		{prioPod("mid", "", 50, t0), true},
+		{prioPod("peer", "", 100, t0), true},
+		{prioPod("higher", "", 150, t0), false},
+		{high, false},
+	} {
+		keys := s.reserve(tc.pod)
+		res, err := prof.Schedule(ctx, s.snap, tc.pod, Options{AllNodes: true, Trace: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			s.snap.RemovePod(k.namespace, k.name)
+		}
+		_, rejected := res.Reasons["a"]
+		if rejected != tc.reserved || (len(keys) == 1) != tc.reserved {
+			t.Errorf("%s: node a rejected %v (reserved %v), want %v", tc.pod.Name, rejected, keys, tc.reserved)
+		}
+		if s.snap.PodNode("default", "high") != "" {
+			t.Fatalf("%s: the reservation stayed in the snapshot", tc.pod.Name)
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
@@ -900,6 +901,9 @@ func podFacts(pod *corev1.Pod) uint64 {
 	}
 	if len(spec.Tolerations) > 0 {
 		f |= hostapi.SchedWhenPodTolerations
+	}
+	if metav1.GetControllerOfNoCopy(pod) != nil {
+		f |= hostapi.SchedWhenPodControlled
 	}
 	for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
 		for i := range cs {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 )
@@ -78,6 +79,11 @@ func TestFacts(t *testing.T) {
 	want := uint64(hostapi.SchedWhenPodNodeSelector | hostapi.SchedWhenPodNodeAffinity | hostapi.SchedWhenPodHostPorts)
 	if f := podFacts(pod); f != want {
 		t.Fatalf("pod facts %#x, want %#x", f, want)
+	}
+	yes := true
+	pod.OwnerReferences = []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "rs", UID: "u", Controller: &yes}}
+	if f := podFacts(pod); f != want|hostapi.SchedWhenPodControlled {
+		t.Fatalf("controlled pod facts %#x, want %#x", f, want|hostapi.SchedWhenPodControlled)
 	}
 }
 

@@ -90,8 +90,9 @@ type Scheduler struct {
 
 	bound atomic.Int64
 
-	// nominated are the nodes pods preempted on (loop only).
-	nominated map[podKey]string
+	// nominated are the pods that preempted others and the nodes they
+	// did so on (loop only).
+	nominated map[podKey]nomination
 }
 
 // event is something the informers or binders report to the loop.
@@ -147,7 +148,7 @@ func New(cfg Config) (*Scheduler, error) {
 		log:       cfg.Logger,
 		workers:   cfg.BindWorkers,
 		snap:      NewSnapshot(),
-		nominated: map[podKey]string{},
+		nominated: map[podKey]nomination{},
 		wake:      make(chan struct{}, 1),
 		ready:     make(chan struct{}),
 	}
@@ -218,7 +219,7 @@ func (s *Scheduler) term(ctx context.Context) error {
 	defer s.termMu.Unlock()
 	s.snap = NewSnapshot()
 	s.queue = newQueue(s.initial, s.maxBO)
-	s.nominated = map[podKey]string{}
+	s.nominated = map[podKey]nomination{}
 	s.mu.Lock()
 	s.pending = nil
 	s.mu.Unlock()
@@ -424,7 +425,11 @@ func (s *Scheduler) scheduleOne(ctx context.Context, e *qpod) {
 		s.queue.remove(e.key)
 		return
 	}
+	reserved := s.reserve(pod)
 	res, err := prof.Schedule(ctx, s.snap, pod, Options{})
+	for _, k := range reserved {
+		s.snap.RemovePod(k.namespace, k.name)
+	}
 	s.trim()
 	now := time.Now()
 	if err != nil {
@@ -465,6 +470,34 @@ func (s *Scheduler) scheduleOne(ctx context.Context, e *qpod) {
 	}
 }
 
+// nomination is a pod that preempted pods on node.
+type nomination struct {
+	pod  *corev1.Pod
+	node string
+}
+
+// reserve places, for one attempt of pod, the other pods nominated to a
+// node with at least pod's priority on that node in the snapshot (as
+// kube-scheduler's filters count nominated pods), so that the room their
+// victims free is not taken by a less important pod. It returns the pods
+// placed, to be removed after the attempt.
+func (s *Scheduler) reserve(pod *corev1.Pod) []podKey {
+	if len(s.nominated) == 0 {
+		return nil
+	}
+	prio := priority(pod)
+	var out []podKey
+	for k, n := range s.nominated {
+		if k == (podKey{pod.Namespace, pod.Name}) || priority(n.pod) < prio || s.snap.pods[k] != nil || !s.snap.HasNode(n.node) {
+			continue
+		}
+		r := podRequests(n.pod)
+		s.snap.place(n.pod, n.node, &r)
+		out = append(out, k)
+	}
+	return out
+}
+
 // mayPreempt reports whether an unschedulable pod may evict others: its
 // preemptionPolicy is not Never, and it has not already preempted pods
 // that are still terminating on its nominated node (kube-scheduler's
@@ -475,7 +508,7 @@ func (s *Scheduler) mayPreempt(pod *corev1.Pod) bool {
 	}
 	nominated := pod.Status.NominatedNodeName
 	if n, ok := s.nominated[podKey{pod.Namespace, pod.Name}]; ok {
-		nominated = n
+		nominated = n.node
 	}
 	if nominated == "" {
 		return true
@@ -495,7 +528,7 @@ func (s *Scheduler) mayPreempt(pod *corev1.Pod) bool {
 // then the victims deleted (gracefully) with a Preempted event each. The
 // pod waits in the queue; the victims' deletion makes it retry.
 func (s *Scheduler) preempt(pod *corev1.Pod, profile string, pre Preemption) {
-	s.nominated[podKey{pod.Namespace, pod.Name}] = pre.Node
+	s.nominated[podKey{pod.Namespace, pod.Name}] = nomination{pod: pod, node: pre.Node}
 	s.log.Info("preempting", "pod", pod.Namespace+"/"+pod.Name, "node", pre.Node, "victims", len(pre.Victims))
 	ns, name := pod.Namespace, pod.Name
 	patch := []byte(`{"status":{"nominatedNodeName":` + strconv.Quote(pre.Node) + `}}`)

@@ -4,8 +4,11 @@
 // under runtime/ because that tree owns wazero and the kernel must not
 // import it.
 //
-// The image is the path of a .wasm file, absolute or relative to
-// Options.ModuleDir (OCI artifacts are not supported yet). The command,
+// The image is the path of a .wasm file (absolute, file://, or relative to
+// Options.ModuleDir), or the reference of an OCI Wasm artifact imported
+// into the runtime's ImageStore (`tugboat images import --runtime wasm`);
+// there is no registry client, so an image that was not imported fails
+// to start with an ErrImagePull (ErrImageNeverPull) error. The command,
 // when given, is the module's argv (argv[0] included); otherwise argv is
 // the image path alone. Env maps to the WASI environment, stdout and stderr
 // go to a CRI-format log file, the exit code is proc_exit's, a trap is exit
@@ -69,6 +72,12 @@ type Options struct {
 	// CacheDir keeps compiled modules across restarts; "" keeps them in
 	// memory only.
 	CacheDir string
+	// ImageDir is the ImageStore of imported OCI artifacts; "" means
+	// <Dir>/images.
+	ImageDir string
+	// PullPolicy is PullAlways, PullIfNotPresent ("" too) or PullNever;
+	// it only changes the error for an image that was not imported.
+	PullPolicy string
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -76,6 +85,7 @@ type Options struct {
 // Runtime is the wasm runtime. It is safe for concurrent use.
 type Runtime struct {
 	opts    Options
+	images  *ImageStore
 	log     *slog.Logger
 	cache   wazero.CompilationCache
 	changes chan string
@@ -122,6 +132,19 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("wasm runtime: %w", err)
 	}
+	switch opts.PullPolicy {
+	case "", PullAlways, PullIfNotPresent, PullNever:
+	default:
+		return nil, fmt.Errorf("wasm runtime: pull policy %q: want %s, %s or %s: %w",
+			opts.PullPolicy, PullAlways, PullIfNotPresent, PullNever, errdefs.ErrInvalid)
+	}
+	if opts.ImageDir == "" {
+		opts.ImageDir = filepath.Join(opts.Dir, "images")
+	}
+	images, err := OpenImageStore(opts.ImageDir)
+	if err != nil {
+		return nil, fmt.Errorf("wasm runtime: %w", err)
+	}
 	cache := wazero.NewCompilationCache()
 	if opts.CacheDir != "" {
 		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
@@ -130,7 +153,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		}
 		cache = c
 	}
-	r := &Runtime{opts: opts, log: opts.Logger, cache: cache, changes: make(chan string, 1024), ctrs: map[string]*container{}}
+	r := &Runtime{opts: opts, images: images, log: opts.Logger, cache: cache, changes: make(chan string, 1024), ctrs: map[string]*container{}}
 	if err := r.load(); err != nil {
 		cache.Close(ctx)
 		return nil, err
@@ -163,12 +186,44 @@ func (r *Runtime) ctrDir(id string) string { return filepath.Join(r.opts.Dir, id
 // LogPath implements dataplane.Runtime.
 func (r *Runtime) LogPath(id string) string { return filepath.Join(r.ctrDir(id), "log") }
 
-// modulePath resolves an image to a file.
+// isModulePath reports whether image names a file rather than an OCI
+// reference: file://, an absolute path, a name ending in .wasm, or a file
+// under the module directory.
+func (r *Runtime) isModulePath(image string) bool {
+	p, file := strings.CutPrefix(image, "file://")
+	if file || filepath.IsAbs(p) || strings.HasSuffix(p, ".wasm") {
+		return true
+	}
+	if r.opts.ModuleDir == "" || p == "" {
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(r.opts.ModuleDir, p))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// imagePath returns the module file of an imported OCI artifact, or an
+// error that starts with the kubelet's reason: ErrImageNeverPull
+// (errdefs.ErrNotFound) under PullNever, ErrImagePull
+// (errdefs.ErrUnavailable) otherwise, as the containerd runtime's.
+func (r *Runtime) imagePath(image string) (string, error) {
+	p, err := r.images.Resolve(image)
+	switch {
+	case err == nil:
+		return p, nil
+	case !errors.Is(err, errdefs.ErrNotFound):
+		return "", err
+	case r.opts.PullPolicy == PullNever:
+		return "", fmt.Errorf("ErrImageNeverPull: %v with pull policy Never (import it with `tugboat images import --runtime wasm`): %w", err, errdefs.ErrNotFound)
+	}
+	return "", fmt.Errorf("ErrImagePull: %v, and the wasm runtime has no registry to pull from (import it with `tugboat images import --runtime wasm`): %w", err, errdefs.ErrUnavailable)
+}
+
+// modulePath resolves an image path to a file.
 func (r *Runtime) modulePath(image string) (string, error) {
 	p := strings.TrimPrefix(image, "file://")
 	switch {
 	case p == "":
-		return "", errors.New("no image: want the path of a .wasm module")
+		return "", errors.New("no image: want the path of a .wasm module or an imported OCI artifact")
 	case filepath.IsAbs(p):
 		return p, nil
 	case r.opts.ModuleDir == "":
@@ -189,6 +244,14 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 	}
 	if spec.TTY {
 		return fmt.Errorf("wasm runtime: container %s: a terminal is not supported: %w", spec.ID, errdefs.ErrInvalid)
+	}
+	module := ""
+	if spec.Image != "" && !r.isModulePath(spec.Image) {
+		p, err := r.imagePath(spec.Image)
+		if err != nil {
+			return fmt.Errorf("wasm runtime: start %s: %w", spec.ID, err)
+		}
+		module = p
 	}
 	r.mu.Lock()
 	if _, ok := r.ctrs[spec.ID]; ok {
@@ -232,7 +295,7 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 		r.notify(spec.ID)
 		return nil
 	}
-	wrt, mod, cfg, err := r.prepare(ctx, spec, root, log)
+	wrt, mod, cfg, err := r.prepare(ctx, spec, module, root, log)
 	if err != nil {
 		return startError(err)
 	}
@@ -280,10 +343,13 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 
 // prepare compiles the module in a wazero runtime of its own (with the
 // container's memory limit) and builds its configuration.
-func (r *Runtime) prepare(ctx context.Context, spec dataplane.ContainerSpec, root string, log *criLog) (wazero.Runtime, wazero.CompiledModule, wazero.ModuleConfig, error) {
-	path, err := r.modulePath(spec.Image)
-	if err != nil {
-		return nil, nil, nil, err
+func (r *Runtime) prepare(ctx context.Context, spec dataplane.ContainerSpec, module, root string, log *criLog) (wazero.Runtime, wazero.CompiledModule, wazero.ModuleConfig, error) {
+	path := module
+	if path == "" {
+		var err error
+		if path, err = r.modulePath(spec.Image); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	code, err := os.ReadFile(path)
 	if err != nil {

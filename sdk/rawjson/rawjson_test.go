@@ -29,9 +29,17 @@ func TestGet(t *testing.T) {
 		{[]string{"empty"}, `{}`},
 		{[]string{"list"}, `[]`},
 		{[]string{"metadata", "missing"}, ""},
-		{[]string{"kind", "x"}, ""},               // not an object
-		{[]string{"spec", "containers", "0"}, ""}, // arrays are not indexed by Get
+		{[]string{"metadata", "kind"}, ""},           // a later member of the parent is not in metadata
+		{[]string{"metadata", "labels", "spec"}, ""}, // nor two levels up
+		{[]string{"kind", "x"}, ""},                  // not an object
+		{[]string{"spec", "containers", "0"}, ""},    // arrays are not indexed by Get
 		{nil, strings.TrimSpace(doc)},
+	}
+	if got, ok := rawjson.Value("{\"\xc3\xa9t\xc3\xa9\":1,\"b\xffd\":2}").Get("été"); !ok || string(got) != "1" {
+		t.Errorf("Get of a non-ASCII key = %s, %v", got, ok)
+	}
+	if got, ok := rawjson.Value("{\"b\xffd\":2}").Get("b\uFFFDd"); !ok || string(got) != "2" {
+		t.Errorf("Get of a key with invalid UTF-8 (read as U+FFFD) = %s, %v", got, ok)
 	}
 	for _, tt := range tests {
 		got, ok := v.Get(tt.path...)

@@ -26,6 +26,8 @@ const (
 	WhenPodTolerations When = hostapi.SchedWhenPodTolerations
 	// WhenPodHostPorts: a container of the pod asks for a host port.
 	WhenPodHostPorts When = hostapi.SchedWhenPodHostPorts
+	// WhenPodControlled: the pod has a controller ownerReference.
+	WhenPodControlled When = hostapi.SchedWhenPodControlled
 	// WhenNodeUnschedulable: some node is cordoned.
 	WhenNodeUnschedulable When = hostapi.SchedWhenNodeUnschedulable
 	// WhenNodeTaints: some node has taints.

@@ -982,3 +982,47 @@ spec:
 		return ""
 	})
 }
+
+// TestControllersDeploymentProportionalScaling is the example of
+// Kubernetes' documentation: 10 replicas with maxSurge 3 and
+// maxUnavailable 2 roll out to a template whose pods cannot be scheduled
+// (the rollout stalls with 8 old and 5 new), then `kubectl scale` to 15
+// adds 3 to the old ReplicaSet and 2 to the new one.
+func TestControllersDeploymentProportionalScaling(t *testing.T) {
+	skipShort(t)
+	_, k, cs := startWithControllers(t, "--sim-nodes", "2", "--disable-agent", "--scheduler-plugins-dir", schedulerPlugins(t))
+	k.apply(t, `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 10
+  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 3, maxUnavailable: 2}}
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: nginx}]}
+`)
+	k.run(t, "rollout", "status", "deployment/web", "--timeout=60s")
+	k.run(t, "patch", "deployment", "web", "-p", `{"spec":{"template":{"spec":{"nodeSelector":{"no-such-node":"true"}}}}}`)
+	sizes := func(wantOld, wantNew int32) func() string {
+		return func() string {
+			d, rss, _, err := deploymentState(t, cs, "default", "web")
+			if err != nil {
+				return err.Error()
+			}
+			var got []string
+			for _, rs := range rss {
+				got = append(got, fmt.Sprintf("%s=%d", rs.Spec.Template.Spec.NodeSelector["no-such-node"], *rs.Spec.Replicas))
+			}
+			slices.Sort(got)
+			if want := []string{fmt.Sprintf("=%d", wantOld), fmt.Sprintf("true=%d", wantNew)}; !slices.Equal(got, want) {
+				return fmt.Sprintf("replicasets (new ones marked true) %v, want %v; deployment status %+v", got, want, d.Status)
+			}
+			return ""
+		}
+	}
+	eventually(t, "the rollout stalls at 8 old and 5 new", sizes(8, 5))
+	k.run(t, "scale", "deployment", "web", "--replicas=15")
+	eventually(t, "proportional scaling to 11 old and 7 new", sizes(11, 7))
+}

@@ -14,10 +14,11 @@ import (
 	"github.com/tugboat-dev/tugboat/sdk/plugintest"
 )
 
-// burner is a container spec that burns CPU (at the lowest priority, to
-// spare the machine) and asks for 100m.
+// burner is a container spec that burns CPU at the lowest priority, to
+// spare the machine: on a busy machine it may get only a few millicores,
+// so it asks for 10m, which it exceeds many times over even then.
 const burner = `{name: burn, image: busybox, command: ["nice", "-n", "19", "sh", "-c", "while :; do :; done"],
-  resources: {requests: {cpu: 100m}}}`
+  resources: {requests: {cpu: 10m}}}`
 
 // topCPU runs `kubectl top` with args and returns the CPU column of the
 // row named name in millicores, or why it cannot.
@@ -106,7 +107,7 @@ spec:
 }
 
 // TestMetricsHPA: an HPA scales a Deployment of CPU burners (each far
-// above its 100m request) from 1 to maxReplicas on real usage read from
+// above its 10m request) from 1 to maxReplicas on real usage read from
 // metrics.k8s.io.
 func TestMetricsHPA(t *testing.T) {
 	k := startMetrics(t)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -172,10 +173,11 @@ func nsGet(ns, url string) (string, error) {
 
 // bridgeServer is a `tugboat server` in bridge mode inside a namespace.
 type bridgeServer struct {
-	proc    *nsProc
-	dataDir string
-	cs      *kubernetes.Clientset
-	rc      *rest.Config
+	proc       *nsProc
+	dataDir    string
+	kubeconfig string
+	cs         *kubernetes.Clientset
+	rc         *rest.Config
 }
 
 // startBridgeServer runs a server in namespace host with the given
@@ -187,6 +189,7 @@ func startBridgeServer(t *testing.T, host string, extra []string, args ...string
 	tmp := t.TempDir()
 	s := &bridgeServer{dataDir: filepath.Join(tmp, "data")}
 	kubeconfig := filepath.Join(tmp, "admin.kubeconfig")
+	s.kubeconfig = kubeconfig
 	full := append([]string{"server", "--listen", "127.0.0.1:0", "--data-dir", s.dataDir,
 		"--write-kubeconfig", kubeconfig, "--log-level", "debug",
 		"--wasm-cache-dir", filepath.Join(testenv.RepoRoot(t), "bin", "test-wasm-cache"),
@@ -400,6 +403,36 @@ func TestNetworkBridgeSingleNode(t *testing.T) {
 		}
 	})
 
+	t.Run("port-forward reaches the pod's localhost", func(t *testing.T) {
+		kc := exec.Command("nsenter", "--net="+host, "--", testenv.Kubectl(t), "--kubeconfig", s.kubeconfig,
+			"port-forward", "pod/"+a.Name, ":8080")
+		out, err := kc.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := kc.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			kc.Process.Kill()
+			kc.Wait()
+		})
+		sc := bufio.NewScanner(out)
+		var local string
+		for local == "" && sc.Scan() {
+			if m := regexp.MustCompile(`Forwarding from (127\.0\.0\.1:\d+)`).FindStringSubmatch(sc.Text()); m != nil {
+				local = m[1]
+			}
+		}
+		go io.Copy(io.Discard, out)
+		if local == "" {
+			t.Fatalf("kubectl port-forward printed no local address")
+		}
+		if got, err := nsGet(host, "http://"+local); err != nil || got != a.Name {
+			t.Errorf("through port-forward: %q %v, want %q", got, err, a.Name)
+		}
+	})
+
 	clusterURL := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, "80")
 	t.Run("cluster IP reaches ready pods only", func(t *testing.T) {
 		got := hits(t, nsA, clusterURL, 30)
@@ -434,6 +467,37 @@ func TestNetworkBridgeSingleNode(t *testing.T) {
 			}
 			return ""
 		})
+	})
+
+	t.Run("a finished pod releases its address", func(t *testing.T) {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "once"}, Spec: corev1.PodSpec{NodeName: node,
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers:    []corev1.Container{{Name: "c", Image: "busybox", Command: []string{"sh", "-c", "sleep 1"}}}}}
+		p, err := cs.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ip string
+		eventually(t, "pod once Succeeded with its pod IP, and its namespace and address released", func() string {
+			got, err := cs.CoreV1().Pods("default").Get(ctx, "once", metav1.GetOptions{})
+			if err != nil {
+				return err.Error()
+			}
+			ip = got.Status.PodIP
+			if got.Status.Phase != corev1.PodSucceeded || ip == "" {
+				return fmt.Sprintf("phase %s podIP %q", got.Status.Phase, ip)
+			}
+			if _, err := os.Stat(podNetNS(agentDir, p)); err == nil {
+				return "namespace still pinned"
+			}
+			if _, err := os.Stat(filepath.Join(agentDir, "network", "ipam", ip)); err == nil {
+				return "address " + ip + " still held"
+			}
+			return ""
+		})
+		if a, err := netip.ParseAddr(ip); err != nil || !cidr.Contains(a) {
+			t.Errorf("finished pod's podIP %q, want its address of %s", ip, cidr)
+		}
 	})
 
 	t.Run("scaling moves the rules", func(t *testing.T) {

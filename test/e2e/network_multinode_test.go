@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -125,16 +126,18 @@ func TestNetworkBridgeMultiNode(t *testing.T) {
 		name, ns, dir string
 		ip            netip.Addr
 		proc          *nsProc
+		args          []string
 	}
 	var nodes []*node
 	for i := range 3 {
 		n := &node{name: fmt.Sprintf("node-%d", i), ip: netip.AddrFrom4([4]byte{10, 250, 0, byte(11 + i)}), dir: filepath.Join(t.TempDir(), "agent")}
 		n.ns = nettest.NewHost(t, n.name)
 		linkToSwitch(t, sw, n.ns, fmt.Sprintf("p%d", i+1), n.ip)
-		n.proc, _ = startInNetNS(t, "tugboat agent "+n.name, n.ns, n.dir, "", "agent",
+		n.args = []string{"agent",
 			"--server", s.rc.Host, "--token", strings.TrimSpace(string(tok)), "--node-name", n.name,
 			"--data-dir", n.dir, "--kubelet-port", "0", "--network-mode", "bridge", "--proxy-mode", "iptables",
-			"--advertise-address", n.ip.String(), "--cluster-cidr", "10.245.0.0/16", "--log-level", "debug")
+			"--advertise-address", n.ip.String(), "--cluster-cidr", "10.245.0.0/16", "--log-level", "debug"}
+		n.proc, _ = startInNetNS(t, "tugboat agent "+n.name, n.ns, n.dir, "", n.args...)
 		nodes = append(nodes, n)
 	}
 	eventually(t, "3 Ready nodes with pod CIDRs", func() string {
@@ -250,6 +253,74 @@ func TestNetworkBridgeMultiNode(t *testing.T) {
 			for body := range got {
 				if body != want[0] && body != want[1] {
 					return fmt.Sprintf("answers %v", got)
+				}
+			}
+			return ""
+		})
+	})
+
+	t.Run("a restarted agent keeps addresses and cleans up", func(t *testing.T) {
+		// node-1's agent restarts before its grace period: its pod keeps
+		// running with the same address.
+		kept := nodes[1]
+		kept.proc.stop()
+		kept.proc, _ = startInNetNS(t, "tugboat agent "+kept.name+" (restarted)", kept.ns, kept.dir, "", kept.args...)
+		eventually(t, "the restarted agent ready", func() string {
+			if !strings.Contains(kept.proc.output(), "node agent ready") {
+				return "no \"node agent ready\" yet"
+			}
+			return ""
+		})
+		pod := pods[kept.name]
+		if b, err := os.ReadFile(filepath.Join(kept.dir, "network", "ipam", pod.Status.PodIP)); err != nil || strings.TrimSpace(string(b)) != string(pod.UID) {
+			t.Errorf("address record %s after the restart: %q %v, want the pod's UID %s", pod.Status.PodIP, b, err, pod.UID)
+		}
+		eventually(t, kept.name+"'s pod reached after the restart", func() string {
+			got, err := nsGet(netnsOf(nodes[0]), "http://"+net.JoinHostPort(pod.Status.PodIP, "8080"))
+			if err != nil || got != pod.Name {
+				return fmt.Sprintf("%q %v", got, err)
+			}
+			p, err := cs.CoreV1().Pods("default").Get(ctx, pod.Name, metav1.GetOptions{})
+			if err != nil || p.UID != pod.UID || p.Status.PodIP != pod.Status.PodIP {
+				return fmt.Sprintf("pod %v (uid %s, want %s) %v", p.Status.PodIP, p.UID, pod.UID, err)
+			}
+			return ""
+		})
+		// node-2's pods are deleted while its agent is down: the restarted
+		// agent removes their namespaces and addresses.
+		gone := nodes[2]
+		l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + gone.name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var uids []string
+		zero := int64(0)
+		for _, p := range l.Items {
+			uids = append(uids, string(p.UID))
+			if err := cs.CoreV1().Pods("default").Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(uids) == 0 {
+			t.Fatalf("no pods left on %s to delete", gone.name)
+		}
+		for _, uid := range uids {
+			if _, err := os.Stat(filepath.Join(gone.dir, "network", "netns", uid)); err != nil {
+				t.Fatalf("pod %s's namespace before the restart: %v", uid, err)
+			}
+		}
+		gone.proc, _ = startInNetNS(t, "tugboat agent "+gone.name+" (restarted)", gone.ns, gone.dir, "", gone.args...)
+		eventually(t, "the deleted pods' namespaces and addresses removed", func() string {
+			for _, uid := range uids {
+				if _, err := os.Stat(filepath.Join(gone.dir, "network", "netns", uid)); err == nil {
+					return "namespace of " + uid + " still pinned"
+				}
+			}
+			ipam, _ := os.ReadDir(filepath.Join(gone.dir, "network", "ipam"))
+			for _, e := range ipam {
+				b, _ := os.ReadFile(filepath.Join(gone.dir, "network", "ipam", e.Name()))
+				if slices.Contains(uids, strings.TrimSpace(string(b))) {
+					return "address " + e.Name() + " still held by " + string(b)
 				}
 			}
 			return ""

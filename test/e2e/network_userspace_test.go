@@ -28,6 +28,30 @@ import (
 // nobody is the unprivileged user a root test runs the server as.
 const nobody = 65534
 
+// userControllers are the server arguments running only the endpoints
+// controller, from a copy in dir that an unprivileged server can read.
+func userControllers(t testing.TB, dir string) []string {
+	t.Helper()
+	wasm, err := os.ReadFile(filepath.Join(controllerPlugins(t, "endpoints"), "endpoints.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugins := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(plugins, "endpoints.wasm"), wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var off []string
+	for _, c := range allControllers {
+		if c != "endpoints" {
+			off = append(off, c)
+		}
+	}
+	return []string{"--controllers-plugins-dir", plugins, "--controllers-disabled", strings.Join(off, ",")}
+}
+
 // TestNetworkUserspaceServiceEnv runs the server without root (as nobody
 // when the test runs as root) in the embedded defaults: host network and
 // the userspace Service proxy. A pod gets <SVC>_SERVICE_HOST/_PORT
@@ -61,7 +85,7 @@ func TestNetworkUserspaceServiceEnv(t *testing.T) {
 		"--write-kubeconfig", kubeconfig, "--log-level", "debug", "--node-name", node,
 		"--wasm-cache-dir", filepath.Join(dir, "wasm-cache"), "--scheduler-enabled=false",
 		"--advertise-address", "127.0.0.1", "--proxy-mode", "userspace", "--proxy-nodeport-address", "127.0.0.1",
-		"--service-node-port-range", strconv.Itoa(nodePort)}, networkControllers(t)...)
+		"--service-node-port-range", strconv.Itoa(nodePort)}, userControllers(t, dir)...)
 	startProc(t, "tugboat server", cmd, dataDir, "Tugboat is serving the Kubernetes API at ")
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
@@ -107,7 +131,8 @@ func TestNetworkUserspaceServiceEnv(t *testing.T) {
 	client := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "client"},
 		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "busybox",
 			Command: []string{"sh", "-c", `echo "env $ECHO_SERVICE_HOST:$ECHO_SERVICE_PORT named=$ECHO_SERVICE_PORT_HTTP link=$ECHO_PORT";` +
-				` until busybox wget -q -O - "http://$ECHO_SERVICE_HOST:$ECHO_SERVICE_PORT/"; do sleep 1; done; exec sleep 3600`},
+				// Dial only loopback: a cluster IP would be routed off the machine.
+				` case "$ECHO_SERVICE_HOST" in 127.0.0.1) until busybox wget -q -O - "http://$ECHO_SERVICE_HOST:$ECHO_SERVICE_PORT/"; do sleep 1; done;; esac; exec sleep 3600`},
 		}}}}
 	if _, err := cs.CoreV1().Pods("default").Create(ctx, client, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -409,3 +409,97 @@ spec:
 	k.run(t, "annotate", "pods", "-l", "app=web", "metrics.tugboat.dev/cpu-usage=10m", "--overwrite")
 	eventually(t, "scaled down to 1", scaled(1, 10))
 }
+
+// TestWorkloadsDaemonSetSurge: a RollingUpdate with maxSurge 1 and
+// maxUnavailable 0 starts each new pod beside the old one and deletes the
+// old one only once the new one runs, one node at a time: watched pod by
+// pod, every node keeps a running daemon pod and at most one node has
+// two.
+func TestWorkloadsDaemonSetSurge(t *testing.T) {
+	skipShort(t)
+	_, k, cs := startWorkloads(t, []string{"daemonset"}, "--sim-nodes", "3")
+	ctx := context.Background()
+	k.apply(t, `
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: surge}
+spec:
+  selector: {matchLabels: {app: surge}}
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata: {labels: {app: surge}}
+    spec: {containers: [{name: main, image: agent:v1}]}
+`)
+	k.run(t, "rollout", "status", "daemonset/surge", "--timeout=60s")
+	l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=surge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type podState struct {
+		node, image string
+		running     bool
+	}
+	pods := map[string]podState{}
+	track := func(p *corev1.Pod) {
+		if p.DeletionTimestamp != nil {
+			delete(pods, p.Name)
+			return
+		}
+		pods[p.Name] = podState{p.Spec.NodeName, p.Spec.Containers[0].Image, p.Status.Phase == corev1.PodRunning}
+	}
+	for i := range l.Items {
+		track(&l.Items[i])
+	}
+	w, err := cs.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{LabelSelector: "app=surge", ResourceVersion: l.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	k.run(t, "set", "image", "daemonset/surge", "main=agent:v2")
+	deadline := time.After(convergeTimeout)
+	for {
+		var ev watch.Event
+		select {
+		case ev = <-w.ResultChan():
+		case <-deadline:
+			t.Fatalf("rollout not done after %v: pods %v", convergeTimeout, pods)
+		}
+		p, ok := ev.Object.(*corev1.Pod)
+		if !ok {
+			t.Fatalf("watch event %v", ev)
+		}
+		if ev.Type == watch.Deleted {
+			delete(pods, p.Name)
+		} else {
+			track(p)
+		}
+		running, live := map[string]bool{}, map[string]int{}
+		updated := 0
+		for _, st := range pods {
+			if st.node == "" {
+				continue // not bound yet
+			}
+			live[st.node]++
+			running[st.node] = running[st.node] || st.running
+			if st.image == "agent:v2" && st.running {
+				updated++
+			}
+		}
+		surging := 0
+		for _, node := range []string{"sim-0", "sim-1", "sim-2"} {
+			if !running[node] {
+				t.Fatalf("after %s of %s: no running daemon pod on %s: %v", ev.Type, p.Name, node, pods)
+			}
+			if live[node] > 1 {
+				surging++
+			}
+		}
+		if surging > 1 {
+			t.Fatalf("after %s of %s: %d nodes surging, maxSurge is 1: %v", ev.Type, p.Name, surging, pods)
+		}
+		if updated == 3 && len(pods) == 3 {
+			break
+		}
+	}
+	k.run(t, "rollout", "status", "daemonset/surge", "--timeout=60s")
+}

@@ -176,10 +176,10 @@ func (r *Runtime) LogPath(id string) string { return filepath.Join(r.ctrDir(id),
 // wrapper is the container's /bin/sh parent; $1 and $2 are the stdout and
 // stderr FIFOs, $3 the exit code file, $4 the mount setup script (may be
 // empty), the rest the command.
-const wrapper = `exec 3<>"$1" 4<>"$2" >&3 2>&4 </dev/null
+const wrapper = `exec 3<>"$1" 4<>"$2" >&3 2>&4 0<>"$5"
 x=$3
 if [ -n "$4" ]; then eval "$4" || exit 128; fi
-shift 4
+shift 5
 trap : TERM INT HUP QUIT
 "$@" 3>&- 4>&-
 c=$?
@@ -300,8 +300,17 @@ func (r *Runtime) Start(ctx context.Context, spec dataplane.ContainerSpec) error
 		removeCgroups(c.rec.Cgroups)
 		return fail(err)
 	}
+	stdin := os.DevNull
+	if spec.Stdin { // a FIFO that attach writes to (attach.go)
+		stdin = filepath.Join(dir, "in")
+		if err := unix.Mkfifo(stdin, 0o600); err != nil && !errors.Is(err, os.ErrExist) {
+			c.closeFIFOs()
+			removeCgroups(c.rec.Cgroups)
+			return fail(fmt.Errorf("exec runtime: fifo: %w", err))
+		}
+	}
 	args := append([]string{"-c", wrapper, "tugboat-exec", filepath.Join(dir, "out"), filepath.Join(dir, "err"),
-		filepath.Join(dir, "exit"), setup, path}, argv[1:]...)
+		filepath.Join(dir, "exit"), setup, stdin, path}, argv[1:]...)
 	cmd := osexec.Command("/bin/sh", args...)
 	cmd.Env = spec.Env
 	cmd.Dir = c.rec.WorkingDir

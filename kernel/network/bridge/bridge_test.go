@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -252,5 +253,38 @@ func TestDestroy(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPods checks that Pods lists exactly the pods holding an address or
+// a namespace, so a restarted agent can find those of deleted pods.
+func TestPods(t *testing.T) {
+	nettest.RequireRoot(t)
+	host := nettest.NewHost(t, "host")
+	n := newNetwork(t, host, "10.244.4.0/24", "")
+	setup(t, n, "pod-a")
+	if _, err := n.Setup("pod-b"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name     string
+		teardown string
+		want     []string
+	}{
+		{"both set up", "", []string{"pod-a", "pod-b"}},
+		{"one torn down", "pod-b", []string{"pod-a"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.teardown != "" {
+				if err := n.Teardown(tt.teardown); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := n.Pods()
+			slices.Sort(got)
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Errorf("Pods() = %v, %v; want %v", got, err, tt.want)
+			}
+		})
 	}
 }

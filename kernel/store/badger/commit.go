@@ -1,7 +1,6 @@
 package badger
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,8 +30,10 @@ const (
 // request is one write waiting for the committer. Results are set by the
 // committer before done is closed.
 type request struct {
-	kind  opKind
-	key   string
+	kind opKind
+	key  string
+	// value is the written value behind recordHeadroom free bytes
+	// (withHeadroom), for creates and updates.
 	value []byte
 	ifRev int64
 	lease int64
@@ -88,7 +89,7 @@ func (s *Store) Create(ctx context.Context, key string, value []byte, opts store
 	if err := s.checkValue(key, value); err != nil {
 		return store.KV{}, err
 	}
-	r := &request{kind: opCreate, key: key, value: bytes.Clone(value), lease: opts.Lease}
+	r := &request{kind: opCreate, key: key, value: withHeadroom(value), lease: opts.Lease}
 	if err := s.submit(ctx, r); err != nil {
 		return store.KV{}, fmt.Errorf("create %s: %w", key, err)
 	}
@@ -103,7 +104,7 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, ifRevision
 	if ifRevision < 0 {
 		return store.KV{}, fmt.Errorf("update %s: revision precondition %d: %w", key, ifRevision, errdefs.ErrInvalid)
 	}
-	r := &request{kind: opUpdate, key: key, value: bytes.Clone(value), ifRev: ifRevision, lease: opts.Lease}
+	r := &request{kind: opUpdate, key: key, value: withHeadroom(value), ifRev: ifRevision, lease: opts.Lease}
 	if err := s.submit(ctx, r); err != nil {
 		return store.KV{}, fmt.Errorf("update %s: %w", key, err)
 	}
@@ -576,12 +577,12 @@ func (g *group) put(r *request) error {
 	}
 	g.rev++
 	rev := g.rev
-	rec := record{createRev: rev, modRev: rev, lease: r.lease, value: r.value}
+	rec := record{createRev: rev, modRev: rev, lease: r.lease, value: r.value[recordHeadroom:]}
 	typ := store.Added
 	if st.exists {
 		rec.createRev, typ = st.rec.createRev, store.Modified
 	}
-	g.set(dataKey(r.key), rec.encode())
+	g.set(dataKey(r.key), rec.encodeInPlace(r.value))
 	g.set(eventKey(rev), encodeEvent(typ, r.key))
 	if st.exists && st.rec.lease != 0 && st.rec.lease != r.lease {
 		g.del(attachKey(st.rec.lease, r.key))

@@ -92,14 +92,35 @@ type record struct {
 
 const recordVersion = 1
 
-func (r record) encode() []byte {
-	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(r.value))
-	b = append(b, recordVersion)
-	b = binary.AppendUvarint(b, uint64(r.createRev))
-	b = binary.AppendUvarint(b, uint64(r.modRev))
-	b = binary.AppendUvarint(b, uint64(r.lease))
-	return append(b, r.value...)
+// recordHeadroom is the most bytes a record header takes: the format
+// version and three uvarints.
+const recordHeadroom = 1 + 3*binary.MaxVarintLen64
+
+// withHeadroom copies value behind recordHeadroom free bytes, so that the
+// committer can put the header in front of it (encodeInPlace) instead of
+// copying the value once more: the writer's goroutine makes the only copy.
+func withHeadroom(value []byte) []byte {
+	b := make([]byte, recordHeadroom+len(value))
+	copy(b[recordHeadroom:], value)
+	return b
 }
+
+// encodeInPlace returns the encoding of r, whose value is
+// buf[recordHeadroom:] (see withHeadroom), written into buf: the result is
+// a suffix of buf.
+func (r record) encodeInPlace(buf []byte) []byte {
+	var h [recordHeadroom]byte
+	hb := append(h[:0], recordVersion)
+	hb = binary.AppendUvarint(hb, uint64(r.createRev))
+	hb = binary.AppendUvarint(hb, uint64(r.modRev))
+	hb = binary.AppendUvarint(hb, uint64(r.lease))
+	start := recordHeadroom - len(hb)
+	copy(buf[start:], hb)
+	return buf[start:]
+}
+
+// encode returns the encoding of r in a new buffer.
+func (r record) encode() []byte { return r.encodeInPlace(withHeadroom(r.value)) }
 
 // decodeRecord parses a stored record; the value aliases b.
 func decodeRecord(b []byte) (record, error) {

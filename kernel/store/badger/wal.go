@@ -75,7 +75,8 @@ type wal struct {
 type zeroPace struct {
 	used  atomic.Int64  // bytes used in the current segment
 	want  atomic.Int64  // the filler waits until used reaches this
-	hurry atomic.Bool   // a rotation (or close) waits for the segment
+	hurry atomic.Bool   // a rotation waits for the segment
+	stop  atomic.Bool   // the log is closing: abandon the segment
 	kick  chan struct{} // wakes the filler
 }
 
@@ -96,7 +97,7 @@ func (p *zeroPace) wait(off, size int64) {
 	for {
 		want := off - size/4
 		p.want.Store(want)
-		if p.hurry.Load() || p.used.Load() >= want {
+		if p.hurry.Load() || p.stop.Load() || p.used.Load() >= want {
 			p.want.Store(math.MaxInt64)
 			return
 		}
@@ -191,6 +192,11 @@ func openWAL(dir string, segSize int64) (*wal, []walRecord, error) {
 	}
 	w.pace.advance(w.off)
 	w.prepare()
+	if w.f == nil {
+		// A fresh log: the first write needs the segment at once.
+		w.pace.hurry.Store(true)
+		w.pace.wake()
+	}
 	return w, records, nil
 }
 
@@ -393,8 +399,9 @@ func (w *wal) prepare() {
 // prepareSegment writes a zero-filled, synced file of size bytes under a
 // temporary name. With a pace, it writes zeroChunk bytes at a time, each
 // written out to the disk before the next (sync_file_range), and stays at
-// most a quarter segment ahead of the current segment's fill level until
-// the pace says hurry.
+// most a quarter segment ahead of the current segment's fill level, until
+// the pace says hurry: then someone waits for the segment, and the rest is
+// written at full speed.
 func prepareSegment(dir string, size int64, pace *zeroPace) preparedSegment {
 	f, err := os.CreateTemp(dir, "segment-*.tmp")
 	if err != nil {
@@ -404,10 +411,15 @@ func prepareSegment(dir string, size int64, pace *zeroPace) preparedSegment {
 	for off := int64(0); off < size; off += int64(len(zeros)) {
 		if pace != nil {
 			pace.wait(off, size)
+			if pace.stop.Load() {
+				f.Close()
+				os.Remove(f.Name())
+				return preparedSegment{err: fmt.Errorf("wal: log closed: %w", errdefs.ErrUnavailable)}
+			}
 		}
 		n := min(int64(len(zeros)), size-off)
 		_, err := f.Write(zeros[:n])
-		if err == nil && pace != nil {
+		if err == nil && pace != nil && !pace.hurry.Load() {
 			err = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
 		}
 		if err != nil {
@@ -457,11 +469,11 @@ func removeSegments(dir string, segs []walSegment) error {
 	return nil
 }
 
-// close closes the current segment and waits for a preparation to finish
-// (removing its file).
+// close closes the current segment and stops a preparation (removing its
+// file).
 func (w *wal) close() error {
 	if w.next != nil {
-		w.pace.hurry.Store(true)
+		w.pace.stop.Store(true)
 		w.pace.wake()
 		if p := <-w.next; p.err == nil {
 			p.f.Close()

@@ -2,11 +2,14 @@ package badger
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/tugboat-dev/tugboat/kernel/errdefs"
 )
 
 func walEntries(i int) []entry {
@@ -184,5 +187,30 @@ func TestWALZeroFillPace(t *testing.T) {
 	}
 	if len(data) != size || !allZero(data) {
 		t.Fatalf("prepared segment has %d bytes (all zero: %v); want %d zeros", len(data), allZero(data), size)
+	}
+}
+
+// TestWALZeroFillStop checks that closing the log abandons a segment being
+// filled instead of finishing it: the filler ends and removes its file.
+func TestWALZeroFillStop(t *testing.T) {
+	dir := t.TempDir()
+	const size = 8 * zeroChunk
+	pace := newZeroPace()
+	done := make(chan preparedSegment, 1)
+	go func() { done <- prepareSegment(dir, size, pace) }()
+	for pace.want.Load() == 0 { // not waiting yet
+		select {
+		case p := <-done:
+			t.Fatalf("filler finished early (err %v); want it to wait", p.err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	pace.stop.Store(true)
+	pace.wake()
+	if p := <-done; !errors.Is(p.err, errdefs.ErrUnavailable) {
+		t.Fatalf("stopped filler returned err %v; want ErrUnavailable", p.err)
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(tmps) != 0 {
+		t.Fatalf("stopped filler left %v", tmps)
 	}
 }

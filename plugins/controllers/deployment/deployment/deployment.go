@@ -166,7 +166,8 @@ func (c *Controller) Reconcile(req sdk.ReconcileRequest) (sdk.ReconcileResult, e
 		}
 	}
 	slices.SortStableFunc(d.old, func(a, b *rs) int { return a.meta.Created.Compare(b.meta.Created) })
-	if d.paused || isScalingEvent(d) {
+	// Recreate needs no proportions: recreate sizes the new ReplicaSet.
+	if d.paused || (!d.recreate && isScalingEvent(d)) {
 		if err := syncScale(d); err != nil {
 			return sdk.ReconcileResult{}, err
 		}

@@ -61,14 +61,16 @@ func syncScale(d *deployment) error {
 		if target == nil && len(d.old) > 0 {
 			target = d.old[len(d.old)-1]
 		}
-		if target == nil || target.replicas == d.desired {
+		if target == nil || (target.replicas == d.desired && sizedFor(d, target)) {
 			return nil
 		}
 		return scale(d, target, d.desired)
 	case 1:
-		if all[0].replicas == d.desired {
+		if all[0].replicas == d.desired && sizedFor(d, all[0]) {
 			return nil
 		}
+		// (Also when only the annotations are stale: Kubernetes leaves
+		// them, and the scaling event would then hold the rollout.)
 		return scale(d, all[0], d.desired)
 	}
 	if saturated(d) {
@@ -124,6 +126,12 @@ func syncScale(d *deployment) error {
 		}
 	}
 	return nil
+}
+
+// sizedFor reports whether r's annotations record the deployment's
+// current replicas.
+func sizedFor(d *deployment, r *rs) bool {
+	return r.meta.Annotations[DesiredAnnotation] == strconv.FormatInt(d.desired, 10)
 }
 
 // saturated reports whether the new ReplicaSet has all the deployment's

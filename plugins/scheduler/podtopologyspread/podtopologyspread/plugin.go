@@ -24,6 +24,10 @@ const (
 
 // Plugin is one PodTopologySpread instance. Not safe for concurrent use.
 type Plugin struct {
+	// defaults are the cluster-level default constraints (settings);
+	// system: they are the system defaults.
+	defaults []DefaultConstraint
+	system   bool
 	state    *cluster.State
 	counters map[string]*cluster.Counter
 	attempts uint64
@@ -42,7 +46,7 @@ var (
 
 // New returns a plugin with an empty table.
 func New() *Plugin {
-	p := &Plugin{}
+	p := &Plugin{defaults: SystemDefaults, system: true}
 	p.Reset()
 	return p
 }
@@ -93,7 +97,11 @@ func (p *Plugin) counter(ns string, sel *selector.Selector, topo *cluster.Topolo
 
 // attempt is the per-attempt state kept in sched.Pod.State.
 type attempt struct {
-	err         error
+	// systemDefaulted: the constraints are the system defaults, and (as
+	// in kube-scheduler) a node missing one of their keys is still
+	// scored by the others.
+	systemDefaulted bool
+	err             error
 	constraints []Constraint
 	hard, soft  []*Constraint
 
@@ -113,11 +121,15 @@ func (p *Plugin) attempt(s *sched.Snapshot, pod *sched.Pod) *attempt {
 	p.attempts++
 	a := &attempt{}
 	pod.State = a
-	if len(pod.TopologySpreadConstraints) == 0 {
-		return a
+	constraints := pod.TopologySpreadConstraints
+	if len(constraints) == 0 {
+		if constraints = p.defaultsFor(pod); constraints == nil {
+			return a
+		}
+		a.systemDefaulted = p.system
 	}
 	labels := selector.MakeLabels(pod.Labels)
-	a.constraints, a.err = ParseConstraints(pod.TopologySpreadConstraints, labels)
+	a.constraints, a.err = ParseConstraints(constraints, labels)
 	if a.err != nil {
 		return a
 	}
@@ -289,18 +301,26 @@ func (p *Plugin) prepareFilter(s *sched.Snapshot, pod *sched.Pod, a *attempt) {
 	}
 }
 
-// Relevance implements sched.Relevancer: only pods with constraints
-// (there are no cluster-level default constraints).
+// Relevance implements sched.Relevancer: pods with constraints, and
+// controlled pods while default constraints are configured (for the
+// filter only if one of them is DoNotSchedule).
 func (p *Plugin) Relevance() (filter, score sched.When) {
-	return sched.WhenPodSpread, sched.WhenPodSpread
+	filter, score = sched.WhenPodSpread, sched.WhenPodSpread
+	if len(p.defaults) > 0 {
+		score |= sched.WhenPodControlled
+		if p.hardDefaults() {
+			filter |= sched.WhenPodControlled
+		}
+	}
+	return filter, score
 }
 
 // SkipFilter implements sched.FilterSkipper: a pod without hard
 // constraints (DoNotSchedule) fits every node as far as spreading goes.
 // A pod whose constraints do not parse is not skipped (Filter rejects it
-// everywhere). There are no cluster-level default constraints.
+// everywhere). Default constraints count as the pod's own.
 func (p *Plugin) SkipFilter(s *sched.Snapshot, pod *sched.Pod) bool {
-	if len(pod.TopologySpreadConstraints) == 0 {
+	if len(pod.TopologySpreadConstraints) == 0 && !p.hardDefaults() {
 		return true
 	}
 	a := p.attempt(s, pod)
@@ -310,7 +330,7 @@ func (p *Plugin) SkipFilter(s *sched.Snapshot, pod *sched.Pod) bool {
 // SkipScore implements sched.ScoreSkipper: no soft constraints
 // (ScheduleAnyway), no score.
 func (p *Plugin) SkipScore(s *sched.Snapshot, pod *sched.Pod) bool {
-	if len(pod.TopologySpreadConstraints) == 0 {
+	if len(pod.TopologySpreadConstraints) == 0 && len(p.defaults) == 0 {
 		return true
 	}
 	a := p.attempt(s, pod)
@@ -364,7 +384,7 @@ func (p *Plugin) Score(s *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, s
 	ignored := make([]bool, len(nodes))
 	kept := 0
 	for j, n := range nodes {
-		ignored[j] = !hasKeys(a.soft, int(n.Index))
+		ignored[j] = !a.systemDefaulted && !hasKeys(a.soft, int(n.Index))
 		if !ignored[j] {
 			kept++
 		}
@@ -377,7 +397,7 @@ func (p *Plugin) Score(s *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, s
 			if ignored[j] {
 				continue
 			}
-			if d := c.topo.Domain(int(n.Index)); !inCand[d] {
+			if d := c.topo.Domain(int(n.Index)); d >= 0 && !inCand[d] {
 				inCand[d] = true
 				size++
 			}
@@ -391,7 +411,11 @@ func (p *Plugin) Score(s *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, s
 		if !perNode && c.counter != nil {
 			counts = make([]int64, c.topo.NumDomains())
 			var set cluster.Bits
-			p.withKeys(&set, a.soft)
+			if a.systemDefaulted {
+				p.withKeys(&set, []*Constraint{c})
+			} else {
+				p.withKeys(&set, a.soft)
+			}
 			a.eligible(s, pod, c, &set)
 			domainCounts(c, set, counts, nil)
 			for d := range counts {
@@ -401,7 +425,7 @@ func (p *Plugin) Score(s *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, s
 			}
 		}
 		for j, n := range nodes {
-			if ignored[j] {
+			if ignored[j] || c.topo.Domain(int(n.Index)) < 0 {
 				continue
 			}
 			var cnt int64

@@ -17,8 +17,9 @@
 //     maxSkew-1, then 100*(max+min-score)/max over the candidates; nodes
 //     missing a key score 0.
 //
-// Cluster-level default constraints (PodTopologySpreadArgs) are not
-// applied. Matching pods are counted per node by cached counters kept
+// Cluster-level default constraints (PodTopologySpreadArgs; kube's
+// system defaults unless configured, see Configure and defaultsFor) apply
+// to controlled pods without constraints of their own. Matching pods are counted per node by cached counters kept
 // current as pods come and go.
 package podtopologyspread
 
