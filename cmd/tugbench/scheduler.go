@@ -79,7 +79,7 @@ func parseSchedFlags(args []string) (schedConfig, error) {
 	fs.IntVar(&cfg.creators, "creators", 32, "concurrent clients creating the nodes and pods")
 	fs.BoolVar(&cfg.offline, "offline", false, "diagnostics: run the profile over a snapshot built in memory (no API server, no binding) and report CPU per pod")
 	fs.IntVar(&cfg.parallel, "parallel", 0, "plugins called at once per pod (Profile.SetParallelism); 0 = the driver's default")
-	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds of basic/wasm and basic/native, interleaved (wasm first in odd rounds, native first in even ones); the ratio is of the median throughputs")
+	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds of basic/wasm and basic/native, interleaved (wasm first in odd rounds, native first in even ones); the ratio is of the median throughputs")
 	fs.StringVar(&cfg.without, "without", "", "comma-separated .wasm files of built-ins to leave out (diagnostics)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err

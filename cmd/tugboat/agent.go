@@ -337,6 +337,7 @@ func startLocalAgent(ctx context.Context, env componentEnv, local *http.Handler,
 	ag, err := agent.Start(ctx, cs, agent.Config{
 		NodeName: a.NodeName, Runtime: rt, Dir: dir, Labels: labels, Taints: taints, Logger: logger,
 		Network: podNet, Addresses: addrs, ServiceAddr: nn.userspaceAddr(),
+		Services: nn.servicesFunc(),
 	})
 	if err != nil {
 		stopDNS()

@@ -211,7 +211,7 @@ func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 	ag, err := agent.Start(ctx, cs, agent.Config{
 		NodeName: f.nodeName, Runtime: rt, Dir: dir, Labels: labels, Taints: taints, Logger: logger,
 		KubeletPort: int32(ln.Addr().(*net.TCPAddr).Port), EventClient: evcs, Addresses: addrs, Network: podNet,
-		ServiceAddr: nn.userspaceAddr(),
+		ServiceAddr: nn.userspaceAddr(), Services: nn.servicesFunc(),
 	})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -9,7 +9,12 @@ import (
 	"os"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/tugboat-dev/tugboat/kernel/agent"
 
@@ -50,10 +55,13 @@ type nodeNetworkConfig struct {
 	Logger     *slog.Logger
 }
 
-// nodeNetwork is a running proxy and DNS server.
+// nodeNetwork is a running proxy and DNS server. They share one informer
+// factory, whose Service cache also serves the agent's Service variables
+// (Services).
 type nodeNetwork struct {
 	userspace *proxy.Userspace
 	dns       *dns.Server
+	services  corelisters.ServiceLister
 	stop      func()
 }
 
@@ -65,12 +73,17 @@ func startNodeNetwork(ctx context.Context, cfg nodeNetworkConfig) (*nodeNetwork,
 	}
 	n := &nodeNetwork{}
 	ctx, cancel := context.WithCancel(ctx)
+	factory := informers.NewSharedInformerFactory(cfg.Client, 0)
+	svcInf := factory.Core().V1().Services()
+	n.services = svcInf.Lister()
+	svcInf.Informer() // registered before any Start
 	var waits []chan struct{}
 	n.stop = func() {
 		cancel()
 		for _, w := range waits {
 			<-w
 		}
+		factory.Shutdown()
 	}
 	run := func(name string, f func(context.Context) error) <-chan error {
 		done := make(chan struct{})
@@ -110,7 +123,7 @@ func startNodeNetwork(ctx context.Context, cfg nodeNetworkConfig) (*nodeNetwork,
 	}
 	if syncer != nil {
 		run("service proxy", func(ctx context.Context) error {
-			err := proxy.Run(ctx, proxy.RunConfig{Client: cfg.Client, Logger: cfg.Logger}, syncer)
+			err := proxy.Run(ctx, proxy.RunConfig{Client: cfg.Client, Informers: factory, Logger: cfg.Logger}, syncer)
 			if cerr := closeProxy(); cerr != nil {
 				err = errors.Join(err, fmt.Errorf("close proxy: %w", cerr))
 			}
@@ -119,7 +132,7 @@ func startNodeNetwork(ctx context.Context, cfg nodeNetworkConfig) (*nodeNetwork,
 	}
 
 	if cfg.DNSListen != "" {
-		srv, err := dns.New(dns.Config{Client: cfg.Client, Addr: cfg.DNSListen, Upstreams: cfg.DNSForward, Logger: cfg.Logger})
+		srv, err := dns.New(dns.Config{Client: cfg.Client, Informers: factory, Addr: cfg.DNSListen, Upstreams: cfg.DNSForward, Logger: cfg.Logger})
 		if err != nil {
 			n.stop()
 			return nil, err
@@ -137,7 +150,27 @@ func startNodeNetwork(ctx context.Context, cfg nodeNetworkConfig) (*nodeNetwork,
 			return nil, fmt.Errorf("cluster DNS: %w", err)
 		}
 	}
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced) {
+		n.stop()
+		return nil, fmt.Errorf("node network: service cache: %w", ctx.Err())
+	}
 	return n, nil
+}
+
+// Services lists the Services of a namespace from the node's cache, for
+// the agent's Service variables (agent.Config.Services).
+func (n *nodeNetwork) Services(namespace string) ([]*corev1.Service, error) {
+	return n.services.Services(namespace).List(labels.Everything())
+}
+
+// servicesFunc is Services for agent.Config.Services; nil without a node
+// network (the agent then asks the API server).
+func (n *nodeNetwork) servicesFunc() func(string) ([]*corev1.Service, error) {
+	if n == nil {
+		return nil
+	}
+	return n.Services
 }
 
 // Stop ends the proxy (removing its iptables rules) and the DNS server,

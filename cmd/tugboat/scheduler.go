@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -365,7 +366,11 @@ func schedulerPlugins(sc SchedulerSection, sp SchedulerProfile, log *slog.Logger
 		if pc.Path == "" {
 			pc.builtin = true
 			pc.Path = filepath.Join(dir, b.file)
-			if _, err := os.Stat(pc.Path); err != nil {
+			// A scorer its host's module computes needs no file.
+			hosted := b.host != "" && *pc.Weight > 0 && slices.ContainsFunc(out, func(h SchedulerPluginConfig) bool {
+				return h.Name == b.host && h.builtin && *h.Weight > 0
+			})
+			if _, err := os.Stat(pc.Path); err != nil && !hosted {
 				if !explicit && !named && errors.Is(err, os.ErrNotExist) {
 					log.Warn("built-in scheduler plugin not found; run `make plugins`", "plugin", b.name, "path", pc.Path)
 					continue

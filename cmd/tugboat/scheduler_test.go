@@ -71,6 +71,14 @@ scheduler:
 			t.Errorf("profile %s: %s\nwant %s", sc.Profiles[tc.profile].Name, strings.Join(got, " "), tc.want)
 		}
 	}
+	// balancedallocation.wasm is not needed while NodeResourcesFit's
+	// module computes it.
+	if err := os.Remove(filepath.Join(dir, "balancedallocation.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := schedulerPlugins(sc, sc.Profiles[0], log); err != nil {
+		t.Fatalf("without balancedallocation.wasm: %v", err)
+	}
 	// A missing built-in in a configured directory stops the server.
 	if err := os.Remove(filepath.Join(dir, "imagelocality.wasm")); err != nil {
 		t.Fatal(err)

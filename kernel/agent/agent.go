@@ -83,6 +83,10 @@ type Config struct {
 	// where it serves a service port locally; host-network pods get it in
 	// their <SVC>_SERVICE_HOST/_PORT variables. Nil means cluster IPs.
 	ServiceAddr func(namespace, name, portName string) (netip.AddrPort, bool)
+	// Services lists a namespace's Services from a cache (the node
+	// network's informer) for the Service variables; nil means a List
+	// request per container start.
+	Services func(namespace string) ([]*corev1.Service, error)
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }

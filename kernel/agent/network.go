@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -373,25 +374,42 @@ func (a *Agent) cleanupNetwork(live map[string]bool) {
 // instead of the cluster IP, which only the iptables proxy makes
 // reachable. Errors listing Services leave their variables out.
 func (a *Agent) serviceEnv(ctx context.Context, pod *corev1.Pod) [][2]string {
-	var svcs []corev1.Service
+	list := a.cfg.Services
+	if list == nil {
+		list = func(ns string) ([]*corev1.Service, error) {
+			l, err := a.client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+			if err != nil {
+				return nil, err
+			}
+			out := make([]*corev1.Service, len(l.Items))
+			for i := range l.Items {
+				out[i] = &l.Items[i]
+			}
+			return out, nil
+		}
+	}
+	var svcs []*corev1.Service
 	if pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks {
-		l, err := a.client.CoreV1().Services(pod.Namespace).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		l, err := list(pod.Namespace)
 		if err != nil {
 			a.log.Debug("agent: service variables", "namespace", pod.Namespace, "err", err)
-		} else {
-			svcs = l.Items
 		}
+		svcs = l
 	}
 	if pod.Namespace != metav1.NamespaceDefault || len(svcs) == 0 {
-		if k, err := a.client.CoreV1().Services(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{ResourceVersion: "0"}); err == nil {
-			svcs = append(svcs, *k)
+		l, _ := list(metav1.NamespaceDefault)
+		for _, s := range l {
+			if s.Name == "kubernetes" {
+				svcs = append(svcs, s)
+			}
 		}
 	}
+	// Sorted by name, so the variables come in a stable order.
+	slices.SortFunc(svcs, func(x, y *corev1.Service) int { return strings.Compare(x.Name, y.Name) })
 	local := a.cfg.ServiceAddr != nil && !a.usesPodNetwork(pod)
 	var out [][2]string
 	seen := map[string]bool{}
-	for i := range svcs {
-		s := &svcs[i]
+	for _, s := range svcs {
 		ip := s.Spec.ClusterIP
 		if ip == "" || ip == corev1.ClusterIPNone || len(s.Spec.Ports) == 0 || seen[s.Name] {
 			continue

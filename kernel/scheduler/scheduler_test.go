@@ -454,8 +454,8 @@ func TestSchedulerLeaderElection(t *testing.T) {
 			t.Fatal(err)
 		}
 		s, err := scheduler.New(scheduler.Config{Client: cfg, Profiles: []*scheduler.Profile{prof},
-			LeaderElection: &leaderelect.Config{Identity: id, LeaseDuration: 2 * time.Second,
-				RenewDeadline: time.Second, RetryPeriod: 100 * time.Millisecond}})
+			LeaderElection: &leaderelect.Config{Identity: id, LeaseDuration: 15 * time.Second,
+				RenewDeadline: 10 * time.Second, RetryPeriod: 100 * time.Millisecond}})
 		if err != nil {
 			t.Fatal(err)
 		}

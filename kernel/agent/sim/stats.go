@@ -32,7 +32,8 @@ type cpuCounter struct {
 }
 
 // Handler returns the kubelet API handler of the simulated node name
-// (GET /stats/summary), or nil if the cluster does not manage it.
+// (GET /stats/summary), or nil if the cluster does not manage it. A
+// stopped node answers 503.
 func (c *Cluster) Handler(name string) http.Handler {
 	n := c.nodes[name]
 	if n == nil {
@@ -45,6 +46,10 @@ func (c *Cluster) Handler(name string) http.Handler {
 		}
 		if r.Method != http.MethodGet {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		if n.stopped.Load() || n.gone.Load() { // as unreachable as a stopped kubelet
+			http.Error(w, "node "+n.name+" is stopped", http.StatusServiceUnavailable)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")

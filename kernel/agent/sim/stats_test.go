@@ -63,6 +63,12 @@ func TestStatsSummary(t *testing.T) {
 	if second.Node.NodeName != "sim-0" || len(second.Pods) != 1 || second.Pods[0].PodRef.Name != "busy" || len(second.Pods[0].Containers) != 2 {
 		t.Fatalf("summary %+v, want busy's two containers only", second)
 	}
+	if err := c.SetStopped("sim-0", true); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := get("/stats/summary"); rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("a stopped node's summary: %d, want 503", rec.Code)
+	}
 	for i, ctr := range second.Pods[0].Containers {
 		prev := first.Pods[0].Containers[i]
 		dt := ctr.CPU.Time.Sub(prev.CPU.Time).Seconds()

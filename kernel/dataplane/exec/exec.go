@@ -175,7 +175,8 @@ func (r *Runtime) LogPath(id string) string { return filepath.Join(r.ctrDir(id),
 
 // wrapper is the container's /bin/sh parent; $1 and $2 are the stdout and
 // stderr FIFOs, $3 the exit code file, $4 the mount setup script (may be
-// empty), the rest the command.
+// empty), $5 the container's stdin (/dev/null, or with ContainerSpec.Stdin
+// the FIFO that AttachStdin writes to), the rest the command.
 const wrapper = `exec 3<>"$1" 4<>"$2" >&3 2>&4 0<>"$5"
 x=$3
 if [ -n "$4" ]; then eval "$4" || exit 128; fi

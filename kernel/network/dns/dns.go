@@ -55,6 +55,10 @@ const (
 type Config struct {
 	// Client watches Services and EndpointSlices; required.
 	Client kubernetes.Interface
+	// Informers, if set, is a factory (of Client) shared with other
+	// readers of the node; Run starts its informers but leaves shutting it
+	// down to its owner. Nil: Run has its own.
+	Informers informers.SharedInformerFactory
 	// Zone is the cluster domain; "" means DefaultZone.
 	Zone string
 	// Addr is the UDP and TCP address to serve on, e.g. "10.96.0.10:53" or
@@ -127,12 +131,15 @@ func (s *Server) Addr() string {
 // Run fills the caches, serves until ctx ends, and returns nil then (or
 // the error that stopped it).
 func (s *Server) Run(ctx context.Context) error {
-	factory := informers.NewSharedInformerFactory(s.cfg.Client, 0)
+	factory := s.cfg.Informers
+	if factory == nil {
+		factory = informers.NewSharedInformerFactory(s.cfg.Client, 0)
+		defer factory.Shutdown()
+	}
 	svcInf, epInf := factory.Core().V1().Services(), factory.Discovery().V1().EndpointSlices()
 	s.services, s.slices = svcInf.Lister(), epInf.Lister()
 	svcInformer, epInformer := svcInf.Informer(), epInf.Informer()
 	factory.Start(ctx.Done())
-	defer factory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), svcInformer.HasSynced, epInformer.HasSynced) {
 		if ctx.Err() != nil {
 			return nil

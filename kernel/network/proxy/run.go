@@ -30,6 +30,10 @@ var (
 type RunConfig struct {
 	// Client watches Services and EndpointSlices; required.
 	Client kubernetes.Interface
+	// Informers, if set, is a factory (of Client) shared with other
+	// readers of the node; Run starts its informers but leaves shutting it
+	// down to its owner. Nil: Run has its own.
+	Informers informers.SharedInformerFactory
 	// MinInterval is the least time between two syncs (changes arriving
 	// meanwhile are synced together); 0 means 100ms.
 	MinInterval time.Duration
@@ -58,7 +62,11 @@ func Run(ctx context.Context, cfg RunConfig, s Syncer) error {
 		cfg.Logger = slog.Default()
 	}
 	log := cfg.Logger.With("component", "proxy")
-	factory := informers.NewSharedInformerFactory(cfg.Client, 0)
+	factory := cfg.Informers
+	if factory == nil {
+		factory = informers.NewSharedInformerFactory(cfg.Client, 0)
+		defer factory.Shutdown()
+	}
 	svcs, eps := factory.Core().V1().Services(), factory.Discovery().V1().EndpointSlices()
 	changed := make(chan struct{}, 1)
 	poke := func() {
@@ -81,7 +89,6 @@ func Run(ctx context.Context, cfg RunConfig, s Syncer) error {
 		synced = append(synced, inf.HasSynced, reg.HasSynced)
 	}
 	factory.Start(ctx.Done())
-	defer factory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		if ctx.Err() != nil {
 			return nil

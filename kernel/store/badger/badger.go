@@ -142,6 +142,7 @@ type Store struct {
 	syncq    chan synced
 	syncWG   sync.WaitGroup
 	inflight sync.WaitGroup
+	unsynced atomic.Int32 // groups handed to the syncer and not yet answered
 
 	reqs     chan *request
 	closing  chan struct{}

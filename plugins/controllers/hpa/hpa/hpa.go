@@ -18,7 +18,8 @@
 // metrics.tugboat.dev/cpu-usage: "250m"), the test source kept for
 // servers without metrics (metrics.enabled=false): PodMetrics take
 // precedence. Simulated nodes report that annotation as their pods'
-// usage, so with metrics on there is one source for them too.
+// usage, so with metrics on there is one source for them too. CPU samples
+// from PodMetrics follow Kubernetes' initialization rule (cpuUnready).
 package hpa
 
 import (
@@ -203,7 +204,7 @@ func (c *Controller) sync(obj rawjson.Value, meta *kube.Meta, now time.Time) (*o
 		desired = minR
 		out.conds = append(out.conds, condition{"ScalingActive", "True", "ValidMetricFound", "the current number of replicas is below minReplicas"})
 	default:
-		proposal, cond, err := c.proposal(obj, target, meta.Namespace, kind, out)
+		proposal, cond, err := c.proposal(obj, target, meta.Namespace, kind, out, now)
 		if err != nil {
 			return nil, err
 		}
@@ -263,7 +264,7 @@ func (c *Controller) window(obj rawjson.Value, dir string, def time.Duration) ti
 }
 
 // proposal is the largest replica count the Resource metrics ask for.
-func (c *Controller) proposal(obj, target rawjson.Value, ns, kind string, out *outcome) (int64, condition, error) {
+func (c *Controller) proposal(obj, target rawjson.Value, ns, kind string, out *outcome, now time.Time) (int64, condition, error) {
 	var sel kube.Selector
 	var err error
 	if kind == "ReplicationController" {
@@ -301,7 +302,7 @@ func (c *Controller) proposal(obj, target rawjson.Value, ns, kind string, out *o
 			why = "invalid target of metric " + name
 			continue
 		}
-		pm, missingRequest := podMetrics(pods, usage, name)
+		pm, missingRequest := podMetrics(pods, usage, name, now)
 		if missingRequest && t.Utilization > 0 {
 			why = "missing request for " + name
 			continue
@@ -324,38 +325,68 @@ func (c *Controller) proposal(obj, target rawjson.Value, ns, kind string, out *o
 	return best, condition{"ScalingActive", "True", "ValidMetricFound", "the HPA was able to successfully calculate a replica count"}, nil
 }
 
-// podUsage reads the PodMetrics of the pods matching selector in ns: pod
-// name -> resource -> usage (milli-units, summed over the containers).
-// Without the metrics API (or on an error) it is empty: the annotation
-// source is used.
-func podUsage(ns, selector string) map[string]map[string]int64 {
+// Kubernetes' defaults of --horizontal-pod-autoscaler-cpu-initialization-period
+// and --horizontal-pod-autoscaler-initial-readiness-delay.
+const (
+	cpuInitializationPeriod = 5 * time.Minute
+	initialReadinessDelay   = 30 * time.Second
+)
+
+// usage is one pod's PodMetrics: usage by resource (milli-units, summed
+// over the containers), and the sample's end and length.
+type usage struct {
+	milli  map[string]int64
+	at     time.Time
+	window time.Duration
+}
+
+// podUsage reads the PodMetrics of the pods matching selector in ns, by
+// pod name. Without the metrics API (or on an error) it is empty: the
+// annotation source is used.
+func podUsage(ns, selector string) map[string]usage {
 	items, err := sdk.List(sdk.ListRequest{Resource: PodMetrics, Namespace: ns, LabelSelector: selector})
 	if err != nil {
 		return nil
 	}
-	out := make(map[string]map[string]int64, len(items))
+	out := make(map[string]usage, len(items))
 	for _, pm := range items {
-		name := kube.Str(pm, "metadata", "name")
-		u := map[string]int64{}
+		u := usage{milli: map[string]int64{}, at: kube.Time(mustGet(pm, "timestamp"))}
+		u.window, _ = time.ParseDuration(kube.Str(pm, "window"))
 		cs, _ := pm.Get("containers")
 		for _, c := range cs.Elems() {
-			usage, _ := c.Get("usage")
+			cu, _ := c.Get("usage")
 			for _, res := range []string{"cpu", "memory"} {
-				if q := kube.Str(usage, res); q != "" {
+				if q := kube.Str(cu, res); q != "" {
 					if v, ok := ParseMilli(q); ok {
-						u[res] += v
+						u.milli[res] += v
 					}
 				}
 			}
 		}
-		out[name] = u
+		out[kube.Str(pm, "metadata", "name")] = u
 	}
 	return out
 }
 
-// podMetrics reads the pods' usage (usage, else the annotation) and
+// cpuUnready is Kubernetes' rule for a CPU sample: within the CPU
+// initialization period after the pod started, the sample counts only if
+// the pod is ready and the sample's window began after it became ready
+// (startup bursts are not load); later, only a pod that has never been
+// ready is unready.
+func cpuUnready(p *kube.Pod, u usage, now time.Time) bool {
+	start := kube.Time(mustGet(p.Raw, "status", "startTime"))
+	if start.IsZero() || p.ReadySince.IsZero() && !p.Ready {
+		return true
+	}
+	if start.Add(cpuInitializationPeriod).After(now) {
+		return !p.Ready || u.at.Before(p.ReadySince.Add(u.window))
+	}
+	return !p.Ready && start.Add(initialReadinessDelay).After(p.ReadySince)
+}
+
+// podMetrics reads the pods' usage (PodMetrics, else the annotation) and
 // requests of resource; terminated and deleted pods are left out.
-func podMetrics(pods []rawjson.Value, usage map[string]map[string]int64, resource string) (out []podMetric, missingRequest bool) {
+func podMetrics(pods []rawjson.Value, usage map[string]usage, resource string, now time.Time) (out []podMetric, missingRequest bool) {
 	for _, raw := range pods {
 		p := kube.ReadPod(raw)
 		if p.Meta.Deleting || p.Phase == "Failed" || p.Phase == "Succeeded" {
@@ -363,8 +394,12 @@ func podMetrics(pods []rawjson.Value, usage map[string]map[string]int64, resourc
 		}
 		var pm podMetric
 		pm.ready = p.Phase == "Running" && p.Ready
-		if v, ok := usage[p.Meta.Name][resource]; ok {
+		u, measured := usage[p.Meta.Name]
+		if v, ok := u.milli[resource]; measured && ok {
 			pm.usage, pm.hasUsage = v, true
+			if resource == "cpu" {
+				pm.ready = p.Phase == "Running" && !cpuUnready(&p, u, now)
+			}
 		} else if s, ok := p.Meta.Annotations[UsageAnnotationPrefix+resource+"-usage"]; ok {
 			pm.usage, pm.hasUsage = ParseMilli(s)
 		}

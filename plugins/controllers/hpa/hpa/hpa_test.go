@@ -64,9 +64,15 @@ func pod(name, usage string, ready bool) string {
 	if !ready {
 		phase, cond = "Pending", "False"
 	}
+	return podSince(name, ann, phase, cond, "2025-12-31T23:50:00Z", "2025-12-31T23:51:00Z")
+}
+
+// podSince is a pod of the deployment started at start, its Ready
+// condition cond since readySince.
+func podSince(name, ann, phase, cond, start, readySince string) string {
 	return `{apiVersion: v1, kind: Pod, metadata: {name: ` + name + `, namespace: default, labels: {app: web}, annotations: ` + ann + `},
 		spec: {containers: [{name: c, image: nginx, resources: {requests: {cpu: 100m}}}]},
-		status: {phase: ` + phase + `, conditions: [{type: Ready, status: "` + cond + `"}]}}`
+		status: {phase: ` + phase + `, startTime: "` + start + `", conditions: [{type: Ready, status: "` + cond + `", lastTransitionTime: "` + readySince + `"}]}}`
 }
 
 type fixture struct {
@@ -283,6 +289,21 @@ func TestHPAPodMetrics(t *testing.T) {
 		{"fallback", 2, []string{pod("a", "100m", true), pod("b", "10m", true), podMetrics("b", "100m")}, 4, "True/ValidMetricFound"},
 		{"metrics of other pods only", 2, []string{pod("a", "", true), pod("b", "", true), podMetrics("c", "100m")}, 2,
 			"False/FailedGetResourceMetric"},
+		// b started a minute ago and became ready 10 s ago: its 15 s
+		// sample began before that, a startup burst Kubernetes ignores
+		// (unready: nothing when scaling up): 100m over 200m requested is
+		// 50%, on target.
+		{"cpu initialization", 2, []string{pod("a", "", true),
+			podSince("b", "{}", "Running", "True", "2025-12-31T23:59:00Z", "2025-12-31T23:59:50Z"),
+			podMetrics("a", "100m"), podMetrics("b", "100m")}, 2, "True/ValidMetricFound"},
+		// Ready 30 s ago: a whole window since, the sample counts.
+		{"cpu initialization over", 2, []string{pod("a", "", true),
+			podSince("b", "{}", "Running", "True", "2025-12-31T23:59:00Z", "2025-12-31T23:59:30Z"),
+			podMetrics("a", "100m"), podMetrics("b", "100m")}, 4, "True/ValidMetricFound"},
+		// Started long ago and not ready now, but ready before: counts.
+		{"not ready after the initialization", 2, []string{pod("a", "", true),
+			podSince("b", "{}", "Running", "False", "2025-12-31T23:00:00Z", "2025-12-31T23:59:30Z"),
+			podMetrics("a", "100m"), podMetrics("b", "100m")}, 4, "True/ValidMetricFound"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, "", objs(tc.replicas, "", tc.objs...)...)
