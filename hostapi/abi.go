@@ -89,6 +89,18 @@ const (
 	ExportReconcile = "tugboat_reconcile"
 )
 
+// # Input buffer reuse (optional, additive within ABI v1)
+
+// ExportInputReuse is an optional export, () -> i32, of any plugin: a
+// guest that exports it promises that the buffer ExportAlloc(size)
+// returned stays valid for inputs of up to size bytes, until its next
+// ExportAlloc call, whenever size is at most the number of bytes the
+// export returns. The host then writes later inputs that fit into that
+// buffer without calling ExportAlloc again (one guest call per entry
+// point call instead of two). A guest that exports nothing, or returns 0,
+// gets an ExportAlloc call before every input, as before.
+const ExportInputReuse = "tugboat_input_reuse"
+
 // # Binary admission requests (optional, additive within ABI v1)
 //
 // Stepping over JSON costs a Go Wasm guest 3-6 ns per byte and a few tens

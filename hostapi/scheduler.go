@@ -92,7 +92,11 @@ import (
 //	SchedStatusOK, filter:  u32 nreasons × (u8 count × str reason),
 //	                        u32 n, n × u16 code (0 = the candidate passes,
 //	                        k = rejected with reason set k-1). n = 0 means
-//	                        every candidate passes.
+//	                        every candidate passes. A count with bit
+//	                        SchedReasonsUnresolvable set marks a set whose
+//	                        nodes removing pods cannot make fit (kube's
+//	                        UnschedulableAndUnresolvable: preemption skips
+//	                        them); the count is the low 7 bits.
 //	SchedStatusOK, score:   u32 n, n × i64 score (0..SchedMaxScore; the
 //	                        host clamps), one per candidate. n = 0 means
 //	                        every score is 0. A module that computes
@@ -157,17 +161,9 @@ const (
 	SchedWhenKnown = 1<<8 - 1 | 7<<16 | 1<<24
 )
 
-// # Input buffer reuse (optional, additive within ABI v1)
-
-// ExportInputReuse is an optional export, () -> i32, of any plugin: a
-// guest that exports it promises that the buffer ExportAlloc(size)
-// returned stays valid for inputs of up to size bytes, until its next
-// ExportAlloc call, whenever size is at most the number of bytes the
-// export returns. The host then writes later inputs that fit into that
-// buffer without calling ExportAlloc again (one guest call per entry
-// point call instead of two). A guest that exports nothing, or returns 0,
-// gets an ExportAlloc call before every input, as before.
-const ExportInputReuse = "tugboat_input_reuse"
+// SchedReasonsUnresolvable flags a filter's reason set as unresolvable
+// by preemption (in its u8 count).
+const SchedReasonsUnresolvable = 0x80
 
 // SchedMaxScore is the highest score a scorer returns (kube-scheduler's
 // MaxNodeScore); the host multiplies it by the plugin's weight.

@@ -50,6 +50,14 @@ func TestAdmitLayout(t *testing.T) {
 	if got := p.AdmitLayout(); got != hostapi.AdmitLayoutBinary {
 		t.Fatalf("SDK module: layout %d, want binary", got)
 	}
+	// The SDK keeps its input buffer for every kind (hostapi.ExportInputReuse);
+	// the old module gets an alloc call before every input.
+	if got := p.pool.idle[0].reuseMax; got != 64<<10 {
+		t.Errorf("SDK admission module promised %d bytes of input reuse, want 64 KiB", got)
+	}
+	if got := old.pool.idle[0].reuseMax; got != 0 {
+		t.Errorf("module without %s: reuse %d, want 0", hostapi.ExportInputReuse, got)
+	}
 	a, err := NewAdmission(p, AdmissionConfig{Rules: deploymentRules})
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +89,9 @@ func TestAdmitLayout(t *testing.T) {
 	}
 	if st := p.Stats(); st.Started != 1 {
 		t.Errorf("%d instances started, want 1", st.Started)
+	}
+	if in := p.pool.idle[0]; in.inCap == 0 || in.inCap > in.reuseMax {
+		t.Errorf("host keeps an input buffer of %d bytes, want one within the promise", in.inCap)
 	}
 }
 

@@ -20,6 +20,14 @@ var (
 // one huge request does not pin guest memory forever.
 const maxKeptBuffer = 1 << 20
 
+// inputReuse is what the guest promises for hostapi.ExportInputReuse:
+// tugboat_alloc keeps its buffer across calls until a larger one is asked
+// for, and finish drops it after a call only beyond maxKeptBuffer.
+const inputReuse = 64 << 10
+
+//go:wasmexport tugboat_input_reuse
+func exportInputReuse() int32 { return inputReuse }
+
 //go:wasmexport tugboat_abi_version
 func exportABIVersion() int32 { return hostapi.ABIVersion }
 

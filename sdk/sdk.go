@@ -5,8 +5,9 @@
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o my.wasm .
 //
 // The SDK provides the module's exports (ABI version, manifest, alloc,
-// configure, admit), keeps the buffers it hands to the host alive between
-// calls, and wraps the host functions (Log, Get, List, Write, Now).
+// configure, admit, and the optional input reuse and binary admission
+// layout), keeps the buffers it hands to the host alive between calls, and
+// wraps the host functions (Log, Get, List, Write, Now).
 //
 // The same source builds natively: there the host functions go to the Host
 // set with SetHost (sdk/plugintest provides a fake cache), and Module.Call

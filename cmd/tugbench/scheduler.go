@@ -79,7 +79,7 @@ func parseSchedFlags(args []string) (schedConfig, error) {
 	fs.IntVar(&cfg.creators, "creators", 32, "concurrent clients creating the nodes and pods")
 	fs.BoolVar(&cfg.offline, "offline", false, "diagnostics: run the profile over a snapshot built in memory (no API server, no binding) and report CPU per pod")
 	fs.IntVar(&cfg.parallel, "parallel", 0, "plugins called at once per pod (Profile.SetParallelism); 0 = the driver's default")
-	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds of basic/wasm and basic/native, interleaved (wasm first in odd rounds, native first in even ones); the ratio is of the median throughputs")
+	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds of basic/wasm and basic/native, interleaved (wasm first in odd rounds, native first in even ones); the ratio is the median of the rounds' wasm/native throughput ratios")
 	fs.StringVar(&cfg.without, "without", "", "comma-separated .wasm files of built-ins to leave out (diagnostics)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -575,13 +575,25 @@ func printSchedResults(w io.Writer, cfg schedConfig, runs []schedRun) {
 	for k, v := range rates {
 		rate[k] = median(v)
 	}
-	ratio := 0.0
-	if rate["basic/native"] > 0 {
-		ratio = rate["basic/wasm"] / rate["basic/native"]
+	// The ratio: per round, the wasm run's throughput over the native
+	// run's next to it (the load changes less within a round than
+	// across the whole benchmark), then the median over the rounds.
+	wr, nr := rates["basic/wasm"], rates["basic/native"]
+	var pairs []float64
+	for i := range min(len(wr), len(nr)) {
+		if nr[i] > 0 {
+			pairs = append(pairs, wr[i]/nr[i])
+		}
 	}
-	if n := len(rates["basic/wasm"]); n > 1 || len(rates["basic/native"]) > 1 {
-		fmt.Fprintf(w, "\nbasic: median of %d wasm and %d native runs (interleaved): %.0f vs %.0f pods/s = %.2f;\n", n,
-			len(rates["basic/native"]), rate["basic/wasm"], rate["basic/native"], ratio)
+	ratio := median(pairs)
+	if len(pairs) > 1 {
+		strs := make([]string, len(pairs))
+		for i, p := range pairs {
+			strs[i] = strconv.FormatFloat(p, 'f', 2, 64)
+		}
+		fmt.Fprintf(w, "\nbasic: wasm/native throughput per round (interleaved) %s: median %.2f;\n", strings.Join(strs, " "), ratio)
+		fmt.Fprintf(w, "basic: median throughput %.0f pods/s wasm, %.0f native (ratio of medians %.2f);\n",
+			rate["basic/wasm"], rate["basic/native"], rate["basic/wasm"]/max(rate["basic/native"], 1))
 	}
 	if cw, cn := median(cpus["basic/wasm"]), median(cpus["basic/native"]); cw > 0 && cn > 0 {
 		fmt.Fprintf(w, "basic: median CPU per pod (whole process) %.3f ms wasm vs %.3f ms native: CPU-time throughput ratio %.2f\n", cw, cn, cn/cw)

@@ -78,7 +78,7 @@ no token. The agent serves logs and exec to the API server on --kubelet-port.`,
 	fs.StringVar(&f.proxyMode, "proxy-mode", proxyUserspace, "Service proxy of this node: userspace, iptables (root; programs this machine's network namespace) or none")
 	fs.StringVar(&f.nodePortAddress, "proxy-nodeport-address", "", "address the userspace proxy serves node ports on; empty means every address, none serves none")
 	fs.StringVar(&f.clusterCIDR, "cluster-cidr", network.DefaultClusterCIDR.String(), "the cluster's pod range (the server's cluster-cidr); the iptables proxy masquerades Service traffic from outside it")
-	fs.StringVar(&f.dnsListen, "dns-listen", "127.0.0.1:0", "UDP and TCP address of this node's cluster DNS server (port 0 picks one); empty runs none; in bridge mode a second server listens on the bridge's address, port 53")
+	fs.StringVar(&f.dnsListen, "dns-listen", "", "UDP and TCP address of an extra cluster DNS server of this node (port 0 picks one); empty (the default) runs none; in bridge mode the pods' server listens on the bridge's address, port 53, regardless")
 	fs.StringSliceVar(&f.dnsForward, "dns-forward", nil, "upstream DNS servers (ip:port) for names outside cluster.local; none means those are refused")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/tugboat-dev/tugboat/kernel/dataplane"
+	"github.com/tugboat-dev/tugboat/kernel/errdefs"
 	"github.com/tugboat-dev/tugboat/kernel/network"
 	"github.com/tugboat-dev/tugboat/kernel/network/bridge"
 	"github.com/tugboat-dev/tugboat/kernel/network/dns"
@@ -114,7 +115,7 @@ func (a *Agent) waitPodCIDR(ctx context.Context) (netip.Prefix, error) {
 		if err == nil && n.Spec.PodCIDR != "" {
 			p, perr := netip.ParsePrefix(n.Spec.PodCIDR)
 			if perr != nil {
-				return netip.Prefix{}, fmt.Errorf("agent: node %s: pod CIDR %q: %w", a.cfg.NodeName, n.Spec.PodCIDR, perr)
+				return netip.Prefix{}, fmt.Errorf("agent: node %s: pod CIDR %q: %v: %w", a.cfg.NodeName, n.Spec.PodCIDR, perr, errdefs.ErrInvalid)
 			}
 			return p.Masked(), nil
 		}

@@ -156,7 +156,7 @@ func (f *fakePlugin) Call(_ context.Context, export string, req []byte) ([]byte,
 		return out, nil
 	}
 	out = hostapi.AppendU32(out, 2)
-	out = append(out, 1)
+	out = append(out, 1|hostapi.SchedReasonsUnresolvable) // removing pods does not help
 	out = hostapi.AppendStr(out, "denied")
 	out = append(out, 1)
 	out = hostapi.AppendStr(out, "full")

@@ -40,10 +40,13 @@ func maxPreemptionCandidates(n int) int { return max(n/10, 100) }
 // victims. Among the candidates it picks the node whose most important
 // victim has the lowest priority, then the smallest sum of victim
 // priorities, then the fewest victims, then the most recently started
-// most important victim. The snapshot is left as it was. PodDisruption-
+// most important victim. Nodes res (the attempt that found no fit)
+// shows rejected for unresolvable reasons (a filter's RejectUnresolvable:
+// node name, cordon, affinity, taints) are not tried. The snapshot is left
+// as it was. PodDisruption-
 // Budgets are not considered. The driver decides whether the pod may
 // preempt (preemptionPolicy) and carries the preemption out.
-func (p *Profile) Preempt(ctx context.Context, snap *Snapshot, pod *corev1.Pod) (Preemption, error) {
+func (p *Profile) Preempt(ctx context.Context, snap *Snapshot, pod *corev1.Pod, res *Result) (Preemption, error) {
 	var out Preemption
 	prio := priority(pod)
 	cp := *pod
@@ -62,6 +65,9 @@ func (p *Profile) Preempt(ctx context.Context, snap *Snapshot, pod *corev1.Pod) 
 	for _, idx := range append([]int32(nil), snap.order...) {
 		if ctx.Err() != nil {
 			return out, ctx.Err()
+		}
+		if res != nil && res.unresolvable[idx] {
+			continue
 		}
 		n := snap.nodes[idx]
 		c, err := p.selectVictims(ctx, snap, pod, &req, js, prio, n)

@@ -76,7 +76,7 @@ func TestPreempt(t *testing.T) {
 				t.Fatalf("schedule: node %q, %v; want no fit", res.Node, err)
 			}
 			before := maps.Clone(fake.counts())
-			pre, err := prof.Preempt(ctx, snap, pod)
+			pre, err := prof.Preempt(ctx, snap, pod, &res)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,5 +156,41 @@ func TestReserveNominated(t *testing.T) {
 		if s.snap.PodNode("default", "high") != "" {
 			t.Fatalf("%s: the reservation stayed in the snapshot", tc.pod.Name)
 		}
+	}
+}
+
+// TestPreemptSkipsUnresolvable: nodes a filter rejected with unresolvable
+// reasons (RejectUnresolvable) are not tried: no what-if call for them.
+func TestPreemptSkipsUnresolvable(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	snap := snapshotWith("a", "b")
+	snap.SetPod(prioPod("low-a", "a", 1, t0))
+	snap.SetPod(prioPod("low-b", "b", 1, t0))
+	fake := newFake("fake", 1, "a")
+	prof := mustProfile(t, PluginConfig{Plugin: fake, Filter: true, Score: true})
+	ctx := context.Background()
+	pod := prioPod("high", "", 100, t0)
+	res, err := prof.Schedule(ctx, snap, pod, Options{})
+	if err != nil || res.Node != "" {
+		t.Fatalf("schedule: %q, %v", res.Node, err)
+	}
+	if !res.unresolvable[snap.byName["a"].index] || res.unresolvable[snap.byName["b"].index] {
+		t.Fatalf("unresolvable nodes %v, want a only", res.unresolvable)
+	}
+	calls := func(r *Result) (Preemption, int) {
+		before := fake.calls
+		pre, err := prof.Preempt(ctx, snap, pod, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pre, fake.calls - before
+	}
+	with, n := calls(&res)
+	without, m := calls(nil)
+	if with.Node != "b" || without.Node != "b" || with.Candidates != 1 {
+		t.Fatalf("preemption on %q (%d candidates) / %q, want b", with.Node, with.Candidates, without.Node)
+	}
+	if n >= m {
+		t.Errorf("%d plugin calls skipping a, %d trying it: a was tried", n, m)
 	}
 }

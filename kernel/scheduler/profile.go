@@ -96,6 +96,9 @@ type Result struct {
 	PluginScores map[string]map[string]int64
 
 	req requests
+	// unresolvable are the nodes rejected for reasons preemption cannot
+	// change (when Node is "").
+	unresolvable map[int32]bool
 }
 
 // pluginState is a plugin with the generation its instance has seen.
@@ -178,6 +181,15 @@ type Profile struct {
 type rejection struct {
 	node    int32
 	reasons []string
+	// unresolvable: removing pods cannot make the node fit (the plugin
+	// said so; preemption skips it).
+	unresolvable bool
+}
+
+// reasonSet is one reason set of a filter response.
+type reasonSet struct {
+	reasons      []string
+	unresolvable bool
 }
 
 // NewProfile returns the profile named name (the spec.schedulerName it
@@ -337,6 +349,14 @@ func (p *Profile) Schedule(ctx context.Context, snap *Snapshot, pod *corev1.Pod,
 	}
 	if len(p.feasible) == 0 {
 		res.Message = fitMessage(n, p.rejected)
+		for _, r := range p.rejected {
+			if r.unresolvable {
+				if res.unresolvable == nil {
+					res.unresolvable = map[int32]bool{}
+				}
+				res.unresolvable[r.node] = true
+			}
+		}
 		return res, nil
 	}
 	if len(p.feasible) == 1 && !opts.Trace {
@@ -626,7 +646,8 @@ func (p *Profile) filterChunk(ctx context.Context, snap *Snapshot) error {
 		for i, c := range p.cands {
 			if code := codes.at(i); code != 0 && alive[i] {
 				alive[i] = false
-				p.rejected = append(p.rejected, rejection{node: c, reasons: sets[code-1]})
+				set := sets[code-1]
+				p.rejected = append(p.rejected, rejection{node: c, reasons: set.reasons, unresolvable: set.unresolvable})
 			}
 		}
 	}
@@ -680,7 +701,8 @@ func (p *Profile) filter(ctx context.Context, snap *Snapshot, st *pluginState) e
 			p.keepPos = append(p.keepPos, p.pos[i])
 			continue
 		}
-		p.rejected = append(p.rejected, rejection{node: c, reasons: sets[code-1]})
+		set := sets[code-1]
+		p.rejected = append(p.rejected, rejection{node: c, reasons: set.reasons, unresolvable: set.unresolvable})
 	}
 	p.cands, p.keep = p.keep, p.cands
 	p.pos, p.keepPos = p.keepPos, p.pos
@@ -694,20 +716,20 @@ func (c codes) at(i int) uint16 { return uint16(c[2*i]) | uint16(c[2*i+1])<<8 }
 
 // parseFilter splits a filter response into its reason sets and codes
 // (nil codes: every candidate passes), checking every code.
-func parseFilter(st *pluginState, out []byte, ncands int) ([][]string, codes, error) {
+func parseFilter(st *pluginState, out []byte, ncands int) ([]reasonSet, codes, error) {
 	r := hostapi.NewSchedReader(out)
 	nsets := r.U32()
 	if uint64(nsets) > uint64(r.Remaining()) {
 		return nil, nil, badResponse(st, hostapi.ExportFilter)
 	}
-	sets := make([][]string, nsets)
+	sets := make([]reasonSet, nsets)
 	for i := range sets {
-		k := int(r.U8())
-		set := make([]string, k)
+		count := r.U8()
+		set := make([]string, count&^hostapi.SchedReasonsUnresolvable)
 		for j := range set {
 			set[j] = r.Str()
 		}
-		sets[i] = set
+		sets[i] = reasonSet{reasons: set, unresolvable: count&hostapi.SchedReasonsUnresolvable != 0}
 	}
 	n := int(r.U32())
 	if r.Err() != nil || (n != 0 && n != ncands) || r.Remaining() != 2*n {

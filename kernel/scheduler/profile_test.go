@@ -58,12 +58,12 @@ func TestFitMessage(t *testing.T) {
 		want     string
 	}{
 		{"kube's example", 5, []rejection{
-			{0, []string{"Insufficient cpu"}}, {1, []string{"Insufficient cpu"}}, {2, []string{"Insufficient cpu"}},
-			{3, []string{"node(s) didn't match Pod's node affinity/selector"}},
-			{4, []string{"node(s) didn't match Pod's node affinity/selector"}},
+			{node: 0, reasons: []string{"Insufficient cpu"}}, {node: 1, reasons: []string{"Insufficient cpu"}}, {node: 2, reasons: []string{"Insufficient cpu"}},
+			{node: 3, reasons: []string{"node(s) didn't match Pod's node affinity/selector"}},
+			{node: 4, reasons: []string{"node(s) didn't match Pod's node affinity/selector"}},
 		}, "0/5 nodes are available: 2 node(s) didn't match Pod's node affinity/selector, 3 Insufficient cpu."},
 		{"several reasons per node all count", 2, []rejection{
-			{0, []string{"Insufficient cpu", "Insufficient memory"}}, {1, []string{"Insufficient memory"}},
+			{node: 0, reasons: []string{"Insufficient cpu", "Insufficient memory"}}, {node: 1, reasons: []string{"Insufficient memory"}},
 		}, "0/2 nodes are available: 1 Insufficient cpu, 2 Insufficient memory."},
 		{"sorted as strings, like kube-scheduler", 12, append(repeat(10, "b"), repeat(2, "a")...),
 			"0/12 nodes are available: 10 b, 2 a."},
@@ -80,7 +80,7 @@ func TestFitMessage(t *testing.T) {
 func repeat(n int, reason string) []rejection {
 	out := make([]rejection, n)
 	for i := range out {
-		out[i] = rejection{int32(i), []string{reason}}
+		out[i] = rejection{node: int32(i), reasons: []string{reason}}
 	}
 	return out
 }

@@ -445,7 +445,7 @@ func (s *Scheduler) scheduleOne(ctx context.Context, e *qpod) {
 	if res.Node == "" {
 		msg := res.Message
 		if s.mayPreempt(pod) {
-			pre, err := prof.Preempt(ctx, s.snap, pod)
+			pre, err := prof.Preempt(ctx, s.snap, pod, &res)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				return

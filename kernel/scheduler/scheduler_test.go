@@ -502,6 +502,10 @@ func TestSchedulerLeaderElection(t *testing.T) {
 		}
 	}
 	waitFor(t, "a0..a4 bound", bound("a0", "a1", "a2", "a3", "a4"))
+	// Bound counts a binding once its write returned: it may lag.
+	waitFor(t, "5 bindings counted", func() (bool, string) {
+		return first.Bound()+second.Bound() == 5, fmt.Sprintf("%d + %d", first.Bound(), second.Bound())
+	})
 	if first.Bound() != 5 || second.Bound() != 0 {
 		t.Fatalf("bound by first %d, by second %d; want 5 and 0", first.Bound(), second.Bound())
 	}
@@ -513,6 +517,9 @@ func TestSchedulerLeaderElection(t *testing.T) {
 		}
 	}
 	waitFor(t, "b0..b2 bound", bound("b0", "b1", "b2"))
+	waitFor(t, "8 bindings counted", func() (bool, string) {
+		return first.Bound()+second.Bound() == 8, fmt.Sprintf("%d + %d", first.Bound(), second.Bound())
+	})
 	if first.Bound() != 5 || second.Bound() != 3 {
 		t.Fatalf("bound by first %d, by second %d; want 5 and 3", first.Bound(), second.Bound())
 	}

@@ -312,9 +312,13 @@ func (m *Module) runFilter() error {
 	}
 	out := append(m.out[:0], hostapi.SchedStatusOK)
 	out = hostapi.AppendU32(out, uint32(len(res.sets)))
-	for _, set := range res.sets {
-		out = append(out, uint8(len(set)))
-		for _, s := range set {
+	for k, set := range res.sets {
+		count := uint8(min(len(set), 0x7f))
+		if res.unresolvable[k] {
+			count |= hostapi.SchedReasonsUnresolvable
+		}
+		out = append(out, count)
+		for _, s := range set[:count&0x7f] {
 			out = hostapi.AppendStr(out, s)
 		}
 	}
@@ -408,10 +412,12 @@ func appendScores(out []byte, scores []int64, norm Normalization) []byte {
 // FilterResult collects a filter's rejections. Candidates not rejected
 // pass.
 type FilterResult struct {
-	codes  []uint16
-	sets   [][]string
-	intern map[string]uint16
-	any    bool
+	codes []uint16
+	sets  [][]string
+	// unresolvable flags each set (RejectUnresolvable).
+	unresolvable []bool
+	intern       map[string]uint16
+	any          bool
 	// last is the last single reason and its code: filters reject many
 	// nodes with the same constant, compared by pointer and length.
 	last     string
@@ -425,6 +431,7 @@ func (r *FilterResult) reset(n int) {
 	r.codes = r.codes[:n]
 	clear(r.codes)
 	r.sets = r.sets[:0]
+	r.unresolvable = r.unresolvable[:0]
 	if r.intern == nil {
 		r.intern = map[string]uint16{}
 	}
@@ -438,11 +445,19 @@ func (r *FilterResult) reset(n int) {
 // kube-scheduler's message counts, e.g. "Insufficient cpu",
 // "node(s) didn't match Pod's node affinity/selector"). A later Reject of
 // the same candidate replaces the reasons.
-func (r *FilterResult) Reject(i int, reasons ...string) {
+func (r *FilterResult) Reject(i int, reasons ...string) { r.reject(i, false, reasons) }
+
+// RejectUnresolvable is Reject for reasons that removing pods from the
+// node cannot change (kube-scheduler's UnschedulableAndUnresolvable: node
+// name, cordon, node affinity, taints): preemption does not consider the
+// node.
+func (r *FilterResult) RejectUnresolvable(i int, reasons ...string) { r.reject(i, true, reasons) }
+
+func (r *FilterResult) reject(i int, unresolvable bool, reasons []string) {
 	if i < 0 || i >= len(r.codes) {
 		return
 	}
-	if len(reasons) == 1 && r.lastCode != 0 && reasons[0] == r.last {
+	if !unresolvable && len(reasons) == 1 && r.lastCode != 0 && reasons[0] == r.last {
 		r.codes[i] = r.lastCode
 		return
 	}
@@ -453,19 +468,23 @@ func (r *FilterResult) Reject(i int, reasons ...string) {
 	if len(reasons) > 1 {
 		key = strings.Join(reasons, "\x00")
 	}
+	if unresolvable {
+		key = "\x01" + key
+	}
 	code, ok := r.intern[key]
 	if !ok {
 		if len(r.sets) >= 0xfffe {
 			code = uint16(len(r.sets))
 		} else {
 			r.sets = append(r.sets, slices.Clone(reasons))
+			r.unresolvable = append(r.unresolvable, unresolvable)
 			code = uint16(len(r.sets))
 			r.intern[key] = code
 		}
 	}
 	r.codes[i] = code
 	r.any = true
-	if len(reasons) == 1 && code != 0 {
+	if !unresolvable && len(reasons) == 1 && code != 0 {
 		r.last, r.lastCode = reasons[0], code
 	}
 }
@@ -474,6 +493,14 @@ func (r *FilterResult) Reject(i int, reasons ...string) {
 func (r *FilterResult) RejectAll(reasons ...string) {
 	for i := range r.codes {
 		r.Reject(i, reasons...)
+	}
+}
+
+// RejectAllUnresolvable rejects every candidate with the same
+// unresolvable reasons (see RejectUnresolvable).
+func (r *FilterResult) RejectAllUnresolvable(reasons ...string) {
+	for i := range r.codes {
+		r.RejectUnresolvable(i, reasons...)
 	}
 }
 

@@ -257,3 +257,55 @@ func TestNewRefuses(t *testing.T) {
 		})
 	}
 }
+
+// splitter rejects node "cordoned" as unresolvable and node "busy" as
+// resolvable, both with the reason "no".
+type splitter struct{}
+
+func (splitter) Filter(_ *sched.Snapshot, _ *sched.Pod, nodes []*sched.Node, res *sched.FilterResult) error {
+	for i, n := range nodes {
+		switch n.Name {
+		case "cordoned":
+			res.RejectUnresolvable(i, "no")
+		case "busy":
+			res.Reject(i, "no")
+		}
+	}
+	return nil
+}
+
+// TestRejectUnresolvable: the same reason rejected as unresolvable and as
+// resolvable makes two reason sets, the first flagged in its count.
+func TestRejectUnresolvable(t *testing.T) {
+	m, err := sched.New(splitter{}, sdk.Manifest{Name: "Splitter"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := call(t, m, hostapi.ExportFilter, req{gen: 3,
+		ops:   [][]byte{nodeSet(0, "cordoned", nil), nodeSet(1, "busy", nil), nodeSet(2, "free", nil)},
+		cands: []uint32{0, 1, 2}})
+	r := hostapi.NewSchedReader(out)
+	if st := r.U8(); st != hostapi.SchedStatusOK {
+		t.Fatalf("status %d", st)
+	}
+	type set struct {
+		count  uint8
+		reason string
+	}
+	var sets []set
+	for range r.U32() {
+		c := r.U8()
+		sets = append(sets, set{c, r.Str()})
+	}
+	want := []set{{1 | hostapi.SchedReasonsUnresolvable, "no"}, {1, "no"}}
+	if !reflect.DeepEqual(sets, want) {
+		t.Fatalf("reason sets %v, want %v", sets, want)
+	}
+	var codes []uint16
+	for range r.U32() {
+		codes = append(codes, r.U16())
+	}
+	if !slices.Equal(codes, []uint16{1, 2, 0}) || r.Err() != nil {
+		t.Fatalf("codes %v (%v), want [1 2 0]", codes, r.Err())
+	}
+}

@@ -322,6 +322,32 @@ func podIPs(pods []corev1.Pod) []string {
 	return out
 }
 
+// converge waits until url, asked from namespace ns, answers with each
+// body of want and nothing else (the proxy applies endpoint changes
+// asynchronously after the EndpointSlices show them).
+func converge(t testing.TB, ns, url string, want []string) {
+	t.Helper()
+	eventually(t, url+" answering from "+fmt.Sprint(want), func() string {
+		got := map[string]int{}
+		for range 10 * len(want) {
+			body, err := nsGet(ns, url)
+			if err != nil {
+				return err.Error()
+			}
+			got[body]++
+		}
+		for _, w := range want {
+			if got[w] == 0 {
+				return fmt.Sprintf("answers %v", got)
+			}
+		}
+		if len(got) != len(want) {
+			return fmt.Sprintf("answers %v", got)
+		}
+		return ""
+	})
+}
+
 // hits GETs url n times from namespace ns and counts the answers.
 func hits(t testing.TB, ns, url string, n int) map[string]int {
 	t.Helper()
@@ -435,6 +461,7 @@ func TestNetworkBridgeSingleNode(t *testing.T) {
 
 	clusterURL := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, "80")
 	t.Run("cluster IP reaches ready pods only", func(t *testing.T) {
+		converge(t, nsA, clusterURL, []string{a.Name, b.Name})
 		got := hits(t, nsA, clusterURL, 30)
 		if got[a.Name] == 0 || got[b.Name] == 0 || len(got) != 2 {
 			t.Errorf("answers through %s: %v, want both ready pods (%s, %s) and nothing else", clusterURL, got, a.Name, b.Name)
@@ -442,14 +469,17 @@ func TestNetworkBridgeSingleNode(t *testing.T) {
 	})
 
 	nodePortURL := "http://" + net.JoinHostPort(nodeIP.String(), fmt.Sprint(svc.Spec.Ports[0].NodePort))
-	t.Run("node port from outside the node", func(t *testing.T) {
-		got := hits(t, client, nodePortURL, 10)
-		for body := range got {
-			if body != a.Name && body != b.Name {
-				t.Errorf("node port %s answered %q, want a ready web pod", nodePortURL, body)
+	for _, from := range []struct{ name, ns string }{{"outside the node", client}, {"the node itself", host}} {
+		t.Run("node port from "+from.name, func(t *testing.T) {
+			converge(t, from.ns, nodePortURL, []string{a.Name, b.Name})
+			got := hits(t, from.ns, nodePortURL, 10)
+			for body := range got {
+				if body != a.Name && body != b.Name {
+					t.Errorf("node port %s answered %q, want a ready web pod", nodePortURL, body)
+				}
 			}
-		}
-	})
+		})
+	}
 
 	var resolver *corev1.Pod
 	t.Run("DNS name from a pod", func(t *testing.T) {
@@ -522,17 +552,10 @@ func TestNetworkBridgeSingleNode(t *testing.T) {
 				}
 				return ""
 			})
-			// Rules follow endpoints asynchronously: wait until only
-			// the current pods answer, then check that all of them do.
-			eventually(t, fmt.Sprintf("the cluster IP answering from %v only", want), func() string {
-				got := hits(t, client, nodePortURL, 6*int(n))
-				for body := range got {
-					if !slices.Contains(want, body) {
-						return fmt.Sprintf("answers %v", got)
-					}
-				}
-				return ""
-			})
+			// Rules follow endpoints asynchronously (a request may meet a
+			// stopping pod meanwhile): wait until exactly the current pods
+			// answer, then check that they keep doing so.
+			converge(t, client, nodePortURL, want)
 			got := hits(t, client, nodePortURL, 15*int(n))
 			if len(got) != int(n) {
 				t.Errorf("scaled to %d: answers %v, want each of %v", n, got, want)

@@ -255,7 +255,7 @@ func preempt(ctx context.Context, out *strings.Builder, prof *kscheduler.Profile
 	}
 	report(out, p, &res)
 	if res.Node == "" {
-		pre, err := prof.Preempt(ctx, snap, p)
+		pre, err := prof.Preempt(ctx, snap, p, &res)
 		if err != nil {
 			return err
 		}

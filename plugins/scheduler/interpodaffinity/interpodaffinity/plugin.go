@@ -363,7 +363,7 @@ func (p *Plugin) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, 
 	a := p.attempt(pod)
 	if a.err != nil {
 		// Like kube-scheduler's PreFilter: the pod cannot go anywhere.
-		res.RejectAll("parsing pod: " + a.err.Error())
+		res.RejectAllUnresolvable("parsing pod: " + a.err.Error())
 		return nil
 	}
 	if !a.filterReady {
@@ -373,7 +373,13 @@ func (p *Plugin) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, 
 		return nil
 	}
 	for i, n := range nodes {
-		if reason := check(a, int(n.Index)); reason != "" {
+		switch reason := check(a, int(n.Index)); reason {
+		case "":
+		case ReasonAffinity:
+			// kube: UnschedulableAndUnresolvable (evicting pods
+			// cannot bring the pods it needs).
+			res.RejectUnresolvable(i, reason)
+		default:
 			res.Reject(i, reason)
 		}
 	}

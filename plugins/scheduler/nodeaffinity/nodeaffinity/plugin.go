@@ -224,13 +224,13 @@ func (p *Plugin) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, 
 		added := p.addedNodes()
 		for i, n := range nodes {
 			if !added.Has(int(n.Index)) {
-				res.Reject(i, ReasonEnforced)
+				res.RejectUnresolvable(i, ReasonEnforced)
 			}
 		}
 	}
 	set, err := p.podNodes(pod)
 	if err != nil {
-		res.RejectAll("parsing pod: " + err.Error())
+		res.RejectAllUnresolvable("parsing pod: " + err.Error())
 		return nil
 	}
 	if set == nil {
@@ -238,7 +238,7 @@ func (p *Plugin) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, 
 	}
 	for i, n := range nodes {
 		if !set.Has(int(n.Index)) && !res.Rejected(i) {
-			res.Reject(i, ReasonPod)
+			res.RejectUnresolvable(i, ReasonPod)
 		}
 	}
 	return nil

@@ -32,7 +32,7 @@ func (*Plugin) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, re
 	}
 	for i, n := range nodes {
 		if n.Name != pod.NodeName {
-			res.Reject(i, Reason)
+			res.RejectUnresolvable(i, Reason)
 		}
 	}
 	return nil

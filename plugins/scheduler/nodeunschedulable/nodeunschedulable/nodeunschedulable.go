@@ -65,7 +65,7 @@ func (p *Plugin) Filter(s *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, 
 	}
 	for i, n := range nodes {
 		if n.Unschedulable {
-			res.Reject(i, Reason)
+			res.RejectUnresolvable(i, Reason)
 		}
 	}
 	return nil

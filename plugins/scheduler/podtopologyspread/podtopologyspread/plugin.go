@@ -102,8 +102,8 @@ type attempt struct {
 	// scored by the others.
 	systemDefaulted bool
 	err             error
-	constraints []Constraint
-	hard, soft  []*Constraint
+	constraints     []Constraint
+	hard, soft      []*Constraint
 
 	affinity    *cluster.Bits // nodes matching the pod's required node affinity
 	tainted     cluster.Bits  // nodes with an untolerated NoSchedule/NoExecute taint
@@ -342,7 +342,7 @@ func (p *Plugin) Filter(s *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, 
 	a := p.attempt(s, pod)
 	if a.err != nil {
 		// Like kube-scheduler's PreFilter: the pod cannot go anywhere.
-		res.RejectAll("parsing pod: " + a.err.Error())
+		res.RejectAllUnresolvable("parsing pod: " + a.err.Error())
 		return nil
 	}
 	if len(a.hard) == 0 {
@@ -356,7 +356,7 @@ func (p *Plugin) Filter(s *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, 
 		for k, c := range a.hard {
 			d := c.topo.Domain(idx)
 			if d < 0 {
-				res.Reject(i, ReasonNodeLabelNotMatch)
+				res.RejectUnresolvable(i, ReasonNodeLabelNotMatch)
 				break
 			}
 			var match int64

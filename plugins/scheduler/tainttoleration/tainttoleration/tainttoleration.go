@@ -87,7 +87,7 @@ func (p *Plugin) Filter(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, 
 				continue
 			}
 			if !tolerated(t, pod.Tolerations) {
-				res.Reject(i, Reason(t))
+				res.RejectUnresolvable(i, Reason(t))
 				break
 			}
 		}
