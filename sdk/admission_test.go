@@ -160,6 +160,9 @@ func TestPatch(t *testing.T) {
 	if !reflect.DeepEqual(a, b) {
 		t.Fatalf("patched %s, want %s", out, want)
 	}
+	if again := p.Bytes(); string(again) != string(p.Bytes()) || strings.Count(string(again), "]") != 1 {
+		t.Fatalf("Bytes twice = %s", again)
+	}
 	// Bytes does not disturb further building.
 	p.Remove("/x")
 	if !strings.HasSuffix(string(p.Bytes()), `{"op":"remove","path":"/x"}]`) || p.Len() != 7 {

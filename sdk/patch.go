@@ -10,8 +10,9 @@ import (
 // Paths are JSON pointers (RFC 6901); build them with Pointer. The zero
 // value is an empty patch. Not safe for concurrent use.
 type Patch struct {
-	buf []byte
-	n   int
+	buf    []byte
+	n      int
+	closed bool // buf ends with the closing ']' (Bytes)
 }
 
 // Add appends an "add" operation: value (raw JSON) is inserted at path,
@@ -35,11 +36,15 @@ func (p *Patch) ReplaceString(path, value string) {
 func (p *Patch) Remove(path string) { p.op("remove", path, nil) }
 
 func (p *Patch) op(op, path string, value rawjson.Value) {
-	if p.n == 0 {
+	switch {
+	case p.n == 0:
 		p.buf = append(p.buf[:0], '[')
-	} else {
+	case p.closed:
+		p.buf[len(p.buf)-1] = ','
+	default:
 		p.buf = append(p.buf, ',')
 	}
+	p.closed = false
 	p.n++
 	p.buf = append(p.buf, `{"op":"`...)
 	p.buf = append(p.buf, op...)
@@ -59,12 +64,18 @@ func (p *Patch) op(op, path string, value rawjson.Value) {
 func (p *Patch) Len() int { return p.n }
 
 // Bytes returns the patch document ("[]" when empty). The slice is the
-// patch's own buffer: do not change it.
+// patch's own buffer, valid until the patch changes: do not change it.
+// (It is not a copy: a mutating plugin's patch is not copied on its way
+// to the response.)
 func (p *Patch) Bytes() []byte {
 	if p.n == 0 {
 		return []byte("[]")
 	}
-	return append(p.buf[:len(p.buf):len(p.buf)], ']')
+	if !p.closed {
+		p.buf = append(p.buf, ']')
+		p.closed = true
+	}
+	return p.buf
 }
 
 // pointerEscaper escapes reference tokens for JSON pointers.

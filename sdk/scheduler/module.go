@@ -67,6 +67,9 @@ func New(p any, m sdk.Manifest) (*Module, error) {
 	if r, ok := p.(RawNodes); ok {
 		mod.snap.keepRaw = r.RawNodes()
 	}
+	if r, ok := p.(ResourcesOnly); ok {
+		mod.snap.lean = r.ResourcesOnly()
+	}
 	if n, ok := p.(Normalizer); ok {
 		mod.norm = n.Normalization()
 	}
@@ -265,7 +268,7 @@ func (m *Module) readPod(r *hostapi.SchedReader) error {
 	m.hasPod = false
 	m.pod.Seq = seq
 	m.pod.State = nil
-	aff, spread, raw := readPodFields(r, &m.pod)
+	aff, spread, raw := readPodFields(r, &m.pod, m.snap.lean)
 	if err := r.Err(); err != nil {
 		return err
 	}
@@ -286,6 +289,15 @@ func skipPod(r *hostapi.SchedReader) {
 		r.StrBytes()
 	}
 	r.I64()
+	skipPodDetails(r)
+	r.Blob()
+	r.Blob()
+	r.Blob()
+}
+
+// skipPodDetails steps over the pod part's labels, node selector,
+// tolerations, images and host ports.
+func skipPodDetails(r *hostapi.SchedReader) {
 	for _, strs := range [...]int{2, 2, 4, 1} {
 		k := int(r.U16())
 		for range k * strs {
@@ -297,9 +309,6 @@ func skipPod(r *hostapi.SchedReader) {
 		r.StrBytes()
 		r.U32()
 	}
-	r.Blob()
-	r.Blob()
-	r.Blob()
 }
 
 func (m *Module) runFilter() error {

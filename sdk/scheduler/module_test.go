@@ -309,3 +309,47 @@ func TestRejectUnresolvable(t *testing.T) {
 		t.Fatalf("codes %v (%v), want [1 2 0]", codes, r.Err())
 	}
 }
+
+// lean is a scorer that declares ResourcesOnly and records what it saw.
+type lean struct {
+	podCPU int64
+	labels int
+}
+
+func (l *lean) ResourcesOnly() bool { return true }
+
+func (l *lean) Score(_ *sched.Snapshot, pod *sched.Pod, nodes []*sched.Node, scores []int64) error {
+	l.podCPU = pod.Requests.MilliCPU
+	l.labels = len(pod.Labels)
+	for i, n := range nodes {
+		scores[i] = n.Requested.MilliCPU / 10
+	}
+	return nil
+}
+
+// TestResourcesOnly: a ResourcesOnly plugin's table keeps names and
+// resources (requested sums included) but no labels or pod names.
+func TestResourcesOnly(t *testing.T) {
+	p := &lean{}
+	m, err := sched.New(p, sdk.Manifest{Name: "Lean"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := call(t, m, hostapi.ExportScore, req{gen: 4,
+		ops:   [][]byte{nodeSet(0, "a", map[string]string{"zone": "x"}), podAdd(0, 1, "p1", 300), podAdd(0, 2, "p2", 200)},
+		cands: []uint32{0}})
+	r := hostapi.NewSchedReader(out)
+	if st, n := r.U8(), r.U32(); st != hostapi.SchedStatusOK || n != 1 || r.I64() != 50 {
+		t.Fatalf("response %v: want one score of 50 (500m requested)", out)
+	}
+	n := m.Snapshot().NodeByName("a")
+	if n == nil || len(n.Labels) != 0 || n.Labels == nil || n.Allocatable.MilliCPU != 4000 || n.Allocatable.Get("nvidia.com/gpu") != 2 {
+		t.Fatalf("node %+v: want name and resources, empty non-nil labels", n)
+	}
+	if pi := m.Snapshot().Pod(1); pi == nil || pi.Name != "" || pi.Requests.MilliCPU != 300 || pi.Node != n {
+		t.Fatalf("pod %+v: want requests and node only", pi)
+	}
+	if p.podCPU != 100 || p.labels != 0 {
+		t.Fatalf("pod requests %d, labels %d: want 100 and 0", p.podCPU, p.labels)
+	}
+}

@@ -8,11 +8,26 @@ import (
 // readPodFields decodes the pod part after the sequence number into p,
 // reusing p's maps and slices (a Pod is valid for one attempt only). The
 // JSON blobs alias the request; the caller copies them.
-func readPodFields(r *hostapi.SchedReader, p *Pod) (affinity, spread, raw []byte) {
+func readPodFields(r *hostapi.SchedReader, p *Pod, lean bool) (affinity, spread, raw []byte) {
 	clearResources(&p.Requests)
 	readResources(r, &p.Requests)
 	p.NonZeroMilliCPU = r.I64()
 	p.NonZeroMemory = r.I64()
+	if lean {
+		// Resources and priority only (ResourcesOnly).
+		for range 5 {
+			r.StrBytes()
+		}
+		p.Priority = int32(r.I64())
+		skipPodDetails(r)
+		if p.Labels == nil {
+			p.Labels = noLabels
+		}
+		r.Blob()
+		r.Blob()
+		r.Blob()
+		return nil, nil, nil
+	}
 	p.UID = r.Str()
 	p.Namespace = r.Str()
 	p.Name = r.Str()

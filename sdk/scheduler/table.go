@@ -12,9 +12,12 @@ import (
 // pods bound or assumed to each. The SDK updates it before each call;
 // plugins only read it.
 type Snapshot struct {
-	keepRaw bool    // the plugin wants Node.Raw
-	nodes   []*Node // by index; nil for free indexes
-	byName  map[string]*Node
+	keepRaw bool // the plugin wants Node.Raw
+	// lean: the plugin reads only resources (ResourcesOnly); labels,
+	// taints, images and pod names are not decoded.
+	lean   bool
+	nodes  []*Node // by index; nil for free indexes
+	byName map[string]*Node
 	// pods by host id: the host keeps ids dense (it reuses freed ones),
 	// and a slice costs a fraction of a map in Wasm.
 	pods  []*PodInfo
@@ -129,19 +132,25 @@ func (s *Snapshot) setNode(r *hostapi.SchedReader, h *hooks) error {
 	var alloc Resources
 	readResources(r, &alloc)
 	flags := r.U8()
-	labels := readStringMap(r, nil, true)
+	var labels map[string]string
 	var taints []Taint
-	for range int(r.U16()) {
-		taints = append(taints, Taint{Key: r.Str(), Value: r.Str(), Effect: r.Str()})
-	}
 	var images []Image
-	for range int(r.U16()) {
-		var im Image
+	if s.lean {
+		labels = noLabels
+		skipNodeDetails(r)
+	} else {
+		labels = readStringMap(r, nil, true)
 		for range int(r.U16()) {
-			im.Names = append(im.Names, r.Str())
+			taints = append(taints, Taint{Key: r.Str(), Value: r.Str(), Effect: r.Str()})
 		}
-		im.SizeBytes = r.I64()
-		images = append(images, im)
+		for range int(r.U16()) {
+			var im Image
+			for range int(r.U16()) {
+				im.Names = append(im.Names, r.Str())
+			}
+			im.SizeBytes = r.I64()
+			images = append(images, im)
+		}
 	}
 	raw := r.Blob()
 	if err := r.Err(); err != nil {
@@ -211,14 +220,24 @@ func (s *Snapshot) addPod(r *hostapi.SchedReader, h *hooks) error {
 	p := &PodInfo{ID: r.U32()}
 	flags := r.U8()
 	p.Terminating = flags&hostapi.SchedPodTerminating != 0
-	p.UID = r.Str()
-	p.Namespace = r.Str()
-	p.Name = r.Str()
-	nl := int(r.U16())
-	p.Labels = make(map[string]string, nl)
-	for range nl {
-		k := r.Str()
-		p.Labels[k] = r.Str()
+	if s.lean {
+		for range 3 {
+			r.StrBytes()
+		}
+		for range 2 * int(r.U16()) {
+			r.StrBytes()
+		}
+		p.Labels = noLabels
+	} else {
+		p.UID = r.Str()
+		p.Namespace = r.Str()
+		p.Name = r.Str()
+		nl := int(r.U16())
+		p.Labels = make(map[string]string, nl)
+		for range nl {
+			k := r.Str()
+			p.Labels[k] = r.Str()
+		}
 	}
 	readResources(r, &p.Requests)
 	p.NonZeroMilliCPU = r.I64()
@@ -303,5 +322,24 @@ func readResources(r *hostapi.SchedReader, res *Resources) {
 			}
 			res.Scalar[string(name)] = v
 		}
+	}
+}
+
+// noLabels is the empty label map of lean tables (never written).
+var noLabels = map[string]string{}
+
+// skipNodeDetails steps over a node record's labels, taints and images.
+func skipNodeDetails(r *hostapi.SchedReader) {
+	for range 2 * int(r.U16()) {
+		r.StrBytes()
+	}
+	for range 3 * int(r.U16()) {
+		r.StrBytes()
+	}
+	for range int(r.U16()) {
+		for range int(r.U16()) {
+			r.StrBytes()
+		}
+		r.I64()
 	}
 }

@@ -7,13 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tugboat-dev/tugboat/kernel/agent"
-	kexec "github.com/tugboat-dev/tugboat/kernel/dataplane/exec"
 )
-
-// The exec runtime feeds attached stdin.
-var _ agent.StdinAttacher = (*kexec.Runtime)(nil)
 
 // TestAttach: kubectl attach -i to a running pod (exec runtime) sends the
 // typed line to the container's stdin and shows what the container

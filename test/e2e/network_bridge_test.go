@@ -366,10 +366,12 @@ func hits(t testing.TB, ns, url string, n int) map[string]int {
 // --proxy-mode iptables` in a namespace standing for the machine, linked
 // by a veth to a second namespace standing for a client outside it. Pods
 // get their own addresses from the node's pod CIDR and reach each other
-// by IP; the ClusterIP reaches ready pods only and follows the Deployment
-// when it scales; ClientIP session affinity holds; the node port answers
-// the outside client; and a pod resolves the Service's DNS name with the
-// resolv.conf the agent gave it.
+// by IP; kubectl port-forward and exec reach into the pod's namespace;
+// the ClusterIP reaches ready pods only and follows the Deployment when it
+// scales; ClientIP session affinity holds; the node port answers the
+// outside client and the node itself; a pod resolves the Service's DNS
+// name with the resolv.conf the agent gave it; and a finished pod gives
+// its address back.
 func TestNetworkBridgeSingleNode(t *testing.T) {
 	skipShort(t)
 	nettest.RequireRoot(t, "nsenter", "iptables", "iptables-restore", "busybox", "getent")
@@ -456,6 +458,19 @@ func TestNetworkBridgeSingleNode(t *testing.T) {
 		}
 		if got, err := nsGet(host, "http://"+local); err != nil || got != a.Name {
 			t.Errorf("through port-forward: %q %v, want %q", got, err, a.Name)
+		}
+	})
+
+	t.Run("kubectl exec runs in the pod's network with its resolv.conf", func(t *testing.T) {
+		out, err := exec.Command("nsenter", "--net="+host, "--", testenv.Kubectl(t), "--kubeconfig", s.kubeconfig,
+			"exec", a.Name, "--", "sh", "-c", "busybox ip -4 addr show eth0; cat /etc/resolv.conf").CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl exec: %v\n%s", err, out)
+		}
+		for _, want := range []string{"inet " + a.Status.PodIP + "/24", "nameserver 10.245.0.1\n", "search default.svc.cluster.local "} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("kubectl exec printed %q, want %q in it", out, want)
+			}
 		}
 	})
 

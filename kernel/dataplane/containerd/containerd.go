@@ -336,7 +336,7 @@ func (r *Runtime) create(ctx context.Context, rec record, spec dataplane.Contain
 	if err != nil {
 		return nil, err
 	}
-	sb, err := r.ensureSandbox(ctx, rec.Sandbox, spec.Labels[labelPodName])
+	sb, err := r.ensureSandboxIn(ctx, rec.Sandbox, spec.Labels[labelPodName], spec.NetNS)
 	if err != nil {
 		return nil, err
 	}

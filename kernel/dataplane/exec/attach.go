@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -28,9 +29,14 @@ func (r *Runtime) AttachStdin(id string) (io.WriteCloser, error) {
 		return nil, fmt.Errorf("exec runtime: attach %s: container is not running: %w", id, errdefs.ErrConflict)
 	}
 	p := filepath.Join(r.ctrDir(id), "in")
-	// Non-blocking so that a FIFO nobody reads fails instead of hanging;
-	// the wrapper holds a reader while the container runs.
+	// Non-blocking so that a FIFO nobody reads fails (ENXIO) instead of
+	// hanging. The wrapper holds a reader while the container runs, from
+	// just after it starts: wait briefly for that.
 	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	for deadline := time.Now().Add(5 * time.Second); errors.Is(err, unix.ENXIO) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		fd, err = unix.Open(p, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	}
 	if errors.Is(err, unix.ENOENT) {
 		return nil, fmt.Errorf("exec runtime: attach %s: the container was not started with stdin: %w", id, errdefs.ErrInvalid)
 	}

@@ -66,6 +66,8 @@ type Runtime struct {
 
 	reapMu sync.Mutex // one reaper at a time: Wait4 must not race
 
+	scan procScan // /proc sums shared by a burst of Stats calls
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }

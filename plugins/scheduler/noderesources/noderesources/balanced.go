@@ -45,6 +45,9 @@ func (b *Balanced) Configure(settings rawjson.Value) error {
 	return nil
 }
 
+// ResourcesOnly: the plugin reads only resources.
+func (b *Balanced) ResourcesOnly() bool { return true }
+
 // SkipScore: a pod requesting none of the resources is not scored
 // (kube-scheduler's PreScore skips best-effort pods).
 func (b *Balanced) SkipScore(_ *sched.Snapshot, pod *sched.Pod) bool {

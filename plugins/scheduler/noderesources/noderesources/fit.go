@@ -83,6 +83,9 @@ func (b *freeBound) fits(req *sched.Resources) bool {
 	return b.pods >= 1 && req.MilliCPU <= b.cpu && req.Memory <= b.mem && req.EphemeralStorage <= b.eph
 }
 
+// ResourcesOnly: Fit (and BalancedAllocation in it) reads only resources.
+func (f *Fit) ResourcesOnly() bool { return true }
+
 // Reset starts the bound over (a full table follows).
 func (f *Fit) Reset() { f.free, f.loose = unbounded(), false }
 
