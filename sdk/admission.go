@@ -39,7 +39,9 @@ type UserInfo struct {
 
 // AdmissionRequest mirrors the fields of admission.k8s.io/v1
 // AdmissionRequest that policies use. Object, OldObject and Options alias
-// the input buffer: they are valid only during the call (copy what you keep).
+// the input buffer, and in a Wasm guest the SDK reuses the request value
+// for the next call: both are valid only during Admit (copy what you keep;
+// strings stay valid).
 type AdmissionRequest struct {
 	UID         string
 	Kind        GroupVersionKind

@@ -28,7 +28,8 @@ type RuntimeConfig struct {
 		PauseBinary string `mapstructure:"pause-binary"`
 	} `mapstructure:"containerd"`
 	Wasm struct {
-		ModuleDir string `mapstructure:"module-dir"`
+		ModuleDir  string `mapstructure:"module-dir"`
+		PullPolicy string `mapstructure:"pull-policy"`
 	} `mapstructure:"wasm"`
 }
 
@@ -41,6 +42,7 @@ func runtimeOptions() []option {
 		{"containerd.pod-network", false, "give each containerd pod a private network namespace (false: the host network, like exec)"},
 		{"containerd.pause-binary", ctrd.DefaultPauseBinary, "static busybox run as each containerd pod's sandbox process"},
 		{"wasm.module-dir", "", "directory that relative .wasm image paths of the wasm runtime resolve against"},
+		{"wasm.pull-policy", wasi.PullIfNotPresent, "image pull policy of the wasm runtime: Always, IfNotPresent or Never (there is no registry client: images come from tugboat images import --runtime wasm; the policy only changes the error for a missing image)"},
 	}
 }
 
@@ -64,7 +66,7 @@ func newWorkloadRuntime(ctx context.Context, name, dir, cacheDir string, rc Runt
 			PauseBinary: c.PauseBinary, Logger: logger,
 		})
 	case "wasm":
-		return wasi.New(ctx, wasi.Options{Dir: filepath.Join(dir, "wasm"), ModuleDir: rc.Wasm.ModuleDir, CacheDir: cacheDir, Logger: logger})
+		return wasi.New(ctx, wasi.Options{Dir: filepath.Join(dir, "wasm"), ModuleDir: rc.Wasm.ModuleDir, PullPolicy: rc.Wasm.PullPolicy, CacheDir: cacheDir, Logger: logger})
 	}
 	return nil, fmt.Errorf("runtime %q: want exec, containerd, wasm or sim", name)
 }
