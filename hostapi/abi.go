@@ -132,8 +132,17 @@ const (
 // starts with a zero byte.
 const AdmitBinaryMagic = "\x00tba"
 
-// AdmitFlagDryRun is set when the request is a dry run.
-const AdmitFlagDryRun = 1
+// Flags of an AdmitLayoutBinary request.
+const (
+	// AdmitFlagDryRun is set when the request is a dry run.
+	AdmitFlagDryRun = 1
+	// AdmitFlagObjectMeta is set when AdmitFieldObjectLabels and
+	// AdmitFieldObjectAnnotations hold the object's labels and annotations;
+	// without it a guest reads them from AdmitFieldObject.
+	AdmitFlagObjectMeta = 2
+	// AdmitFlagOldObjectMeta is AdmitFlagObjectMeta for the old object.
+	AdmitFlagOldObjectMeta = 4
+)
 
 // Fields of an AdmitLayoutBinary request, in order. Strings are UTF-8 and
 // empty when unset. AdmitFieldGroups holds the user's groups, each a uint32
@@ -142,6 +151,17 @@ const AdmitFlagDryRun = 1
 // layout would carry them. The layout has no requestKind,
 // requestResource, requestSubResource or userInfo.extra: a guest that needs
 // them reads AdmitLayoutJSON.
+//
+// AdmitFieldObjectLabels, AdmitFieldObjectAnnotations and their OldObject
+// twins carry metadata.labels and metadata.annotations of the objects,
+// extracted by the host, so that the most common policy lookups need no
+// JSON scanning in the guest: each is a list of key, value, key, value...
+// strings (unescaped), each a uint32 length and that many bytes, in
+// document order. They are empty when the object has none and only
+// meaningful when AdmitFlagObjectMeta (AdmitFlagOldObjectMeta) is set; the
+// host leaves the flag clear, and a guest then falls back to the object's
+// JSON, when the object's metadata is not what Kubernetes allows (a label
+// value that is not a string, malformed JSON).
 const (
 	AdmitFieldUID = iota
 	AdmitFieldKindGroup
@@ -160,6 +180,10 @@ const (
 	AdmitFieldObject
 	AdmitFieldOldObject
 	AdmitFieldOptions
+	AdmitFieldObjectLabels
+	AdmitFieldObjectAnnotations
+	AdmitFieldOldObjectLabels
+	AdmitFieldOldObjectAnnotations
 	// AdmitFieldCount is the number of fields in this version.
 	AdmitFieldCount
 )

@@ -117,10 +117,9 @@ func (a *Admission) Admit(ctx context.Context, req *admissionv1.AdmissionRequest
 
 func (a *Admission) call(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
 	var callErr error
-	resp, err := AdmitWith(a.p.admitLayout, req, func(in []byte) ([]byte, error) {
-		var out []byte
-		out, callErr = a.p.Call(ctx, hostapi.ExportAdmit, in)
-		return out, callErr
+	resp, err := admitView(a.p.admitLayout, req, func(in []byte, use func(out []byte)) error {
+		callErr = a.p.callView(ctx, hostapi.ExportAdmit, in, use)
+		return callErr
 	})
 	switch {
 	case err == nil:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
+	"github.com/tugboat-dev/tugboat/sdk/rawjson"
 )
 
 // AppendAdmissionRequest appends req in layout (hostapi.AdmitLayoutJSON or
@@ -38,11 +39,29 @@ func AppendAdmissionRequest(dst []byte, layout int32, req *admissionv1.Admission
 
 // appendAdmissionBinary appends req in hostapi.AdmitLayoutBinary.
 func appendAdmissionBinary(dst []byte, req *admissionv1.AdmissionRequest) ([]byte, error) {
+	var raws [3][]byte // object, old object, options
+	for i, x := range []struct {
+		name string
+		raw  *kruntime.RawExtension
+	}{{"object", &req.Object}, {"oldObject", &req.OldObject}, {"options", &req.Options}} {
+		b := bytes.TrimSpace(x.raw.Raw)
+		if x.raw.Raw == nil && x.raw.Object != nil {
+			var err error
+			if b, err = json.Marshal(x.raw.Object); err != nil {
+				return dst, fmt.Errorf("encode admission request %s: %w", x.name, err)
+			}
+		}
+		if string(b) == "null" {
+			b = nil
+		}
+		raws[i] = b
+	}
 	var flags uint32
 	if req.DryRun != nil && *req.DryRun {
 		flags |= hostapi.AdmitFlagDryRun
 	}
 	dst = append(dst, hostapi.AdmitBinaryMagic...)
+	flagsAt := len(dst)
 	dst = binary.LittleEndian.AppendUint32(dst, flags)
 	dst = binary.LittleEndian.AppendUint32(dst, hostapi.AdmitFieldCount)
 	for _, s := range [...]string{
@@ -70,23 +89,94 @@ func appendAdmissionBinary(dst []byte, req *admissionv1.AdmissionRequest) ([]byt
 	for _, g := range req.UserInfo.Groups {
 		dst = appendField(dst, g)
 	}
-	for _, x := range []struct {
-		name string
-		raw  *kruntime.RawExtension
-	}{{"object", &req.Object}, {"oldObject", &req.OldObject}, {"options", &req.Options}} {
-		b := bytes.TrimSpace(x.raw.Raw)
-		if x.raw.Raw == nil && x.raw.Object != nil {
-			var err error
-			if b, err = json.Marshal(x.raw.Object); err != nil {
-				return dst, fmt.Errorf("encode admission request %s: %w", x.name, err)
-			}
-		}
-		if string(b) == "null" {
-			b = nil
-		}
+	for _, b := range raws {
 		dst = appendField(dst, b)
 	}
+	var ok bool
+	if dst, ok = appendObjectMeta(dst, raws[0]); ok {
+		flags |= hostapi.AdmitFlagObjectMeta
+	}
+	if dst, ok = appendObjectMeta(dst, raws[1]); ok {
+		flags |= hostapi.AdmitFlagOldObjectMeta
+	}
+	binary.LittleEndian.PutUint32(dst[flagsAt:], flags)
 	return dst, nil
+}
+
+// appendObjectMeta appends the labels and annotations fields of the
+// binary layout for the object JSON obj (empty: no object). It reads obj
+// with the guest SDK's reader, so that a guest finds the same members in
+// the fields as in the JSON; ok is false, and both fields are empty, when
+// the metadata is malformed (a guest then reads the JSON).
+func appendObjectMeta(dst, obj []byte) ([]byte, bool) {
+	start := len(dst)
+	labels, annotations, ok := findMeta(obj)
+	if ok {
+		dst, ok = appendMapField(dst, labels)
+	}
+	if ok {
+		dst, ok = appendMapField(dst, annotations)
+	}
+	if !ok {
+		dst = append(dst[:start], 0, 0, 0, 0, 0, 0, 0, 0)
+	}
+	return dst, ok
+}
+
+// findMeta returns metadata.labels and metadata.annotations of the object
+// JSON obj (nil when absent); ok is false when obj or its metadata is not
+// an object.
+func findMeta(obj []byte) (labels, annotations rawjson.Value, ok bool) {
+	if len(obj) == 0 {
+		return nil, nil, true
+	}
+	v := rawjson.Value(obj)
+	if v.Kind() != rawjson.Object {
+		return nil, nil, false
+	}
+	md, found := v.Get("metadata")
+	if !found || md.IsNull() {
+		return nil, nil, true
+	}
+	var seenL, seenA bool
+	err := md.EachMember(func(key []byte, val rawjson.Value) bool {
+		// The first of duplicate keys, as rawjson's Get.
+		switch {
+		case !seenL && string(key) == "labels":
+			labels, seenL = val, true
+		case !seenA && string(key) == "annotations":
+			annotations, seenA = val, true
+		}
+		return !seenL || !seenA
+	})
+	return labels, annotations, err == nil
+}
+
+// appendMapField appends the JSON object of strings m as one field of
+// key, value pairs; ok is false if m is not such an object.
+func appendMapField(dst []byte, m rawjson.Value) ([]byte, bool) {
+	at := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst, ok := appendStringMap(dst, m)
+	binary.LittleEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
+	return dst, ok
+}
+
+// appendStringMap appends the members of JSON object m (absent or null:
+// none) as key, value pairs; ok is false if m is not an object of strings.
+func appendStringMap(dst []byte, m rawjson.Value) (_ []byte, ok bool) {
+	if len(m) == 0 || m.IsNull() {
+		return dst, true
+	}
+	ok = true
+	err := m.EachMember(func(key []byte, val rawjson.Value) bool {
+		var s []byte
+		if s, ok = val.StringBytes(); ok {
+			dst = appendField(appendField(dst, key), s)
+		}
+		return ok
+	})
+	return dst, ok && err == nil
 }
 
 // appendField appends one field of the binary layout: length, then bytes.
@@ -127,13 +217,29 @@ const maxPooledRequest = 64 << 10
 // use it to run the same plugin compiled natively behind the same
 // encoding.
 func AdmitWith(layout int32, req *admissionv1.AdmissionRequest, call func(in []byte) ([]byte, error)) (*admissionv1.AdmissionResponse, error) {
+	return admitView(layout, req, func(in []byte, use func(out []byte)) error {
+		out, err := call(in)
+		if err == nil {
+			use(out)
+		}
+		return err
+	})
+}
+
+// admitView is AdmitWith for a call that passes its output to use (valid
+// only during use) instead of returning it: the Wasm path parses the
+// response in guest memory, without a copy. An error of call is returned
+// as it is.
+func admitView(layout int32, req *admissionv1.AdmissionRequest, call func(in []byte, use func(out []byte)) error) (*admissionv1.AdmissionResponse, error) {
 	bp := requestBuffers.Get().(*[]byte)
 	in, err := AppendAdmissionRequest((*bp)[:0], layout, req)
 	if err != nil {
 		requestBuffers.Put(bp)
 		return nil, err
 	}
-	out, err := call(in)
+	var resp *admissionv1.AdmissionResponse
+	var parseErr error
+	err = call(in, func(out []byte) { resp, parseErr = ParseAdmissionResponse(out) })
 	if cap(in) <= maxPooledRequest {
 		*bp = in
 		requestBuffers.Put(bp)
@@ -141,7 +247,7 @@ func AdmitWith(layout int32, req *admissionv1.AdmissionRequest, call func(in []b
 	if err != nil {
 		return nil, err
 	}
-	return ParseAdmissionResponse(out)
+	return resp, parseErr
 }
 
 // AdmitLayout returns the admission request layout the host uses for the

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
+	"github.com/tugboat-dev/tugboat/sdk"
 )
 
 // buildPlugin builds the main package at dir (relative to this package)
@@ -119,7 +120,7 @@ func TestAppendAdmissionRequestBinary(t *testing.T) {
 	}
 	opts, _ := json.Marshal(req.Options.Object)
 	want := []byte("x" + hostapi.AdmitBinaryMagic)
-	want = binary.LittleEndian.AppendUint32(want, hostapi.AdmitFlagDryRun)
+	want = binary.LittleEndian.AppendUint32(want, hostapi.AdmitFlagDryRun|hostapi.AdmitFlagObjectMeta|hostapi.AdmitFlagOldObjectMeta)
 	want = binary.LittleEndian.AppendUint32(want, hostapi.AdmitFieldCount)
 	field := func(s string) { want = appendField(want, s) }
 	for _, s := range []string{"u-1", "apps", "v1", "Deployment", "apps", "v1", "deployments", "scale", "web", "default", "UPDATE", "alice", "a-1"} {
@@ -129,6 +130,10 @@ func TestAppendAdmissionRequestBinary(t *testing.T) {
 	field(`{"a":1}`) // white space trimmed
 	field("")        // null is absent
 	field(string(opts))
+	field("") // the object has no labels,
+	field("") // no annotations;
+	field("") // there is no old object.
+	field("")
 	if !bytes.Equal(got, want) {
 		t.Fatalf("binary request\n got %q\nwant %q", got, want)
 	}
@@ -162,5 +167,80 @@ func TestWatchdogExpiresBetweenCalls(t *testing.T) {
 	}
 	if got := mustCall(t, p, "echo", "after"); got != "after" {
 		t.Fatalf("echo after the runaway = %q", got)
+	}
+}
+
+// TestAdmitMetadata: the host extracts the objects' labels and annotations
+// into the binary layout; the SDK answers ObjectLabels and friends from
+// them exactly as from the JSON, and falls back to the JSON when the host
+// could not extract them.
+func TestAdmitMetadata(t *testing.T) {
+	tests := []struct {
+		name      string
+		object    string
+		extracted bool
+		labels    map[string]string // want; nil: none
+		annots    map[string]string
+	}{
+		{"labels and annotations", `{"kind":"Pod","metadata":{"name":"a","labels":{"app":"web","team":""},"annotations":{"note":"x \"y\""}}}`,
+			true, map[string]string{"app": "web", "team": ""}, map[string]string{"note": `x "y"`}},
+		{"escaped key", `{"metadata":{"labels":{"a\u002fb":"\u00e9"}}}`, true, map[string]string{"a/b": "é"}, nil},
+		{"no metadata", `{"kind":"Pod"}`, true, nil, nil},
+		{"null labels", `{"metadata":{"labels":null,"annotations":{}}}`, true, nil, nil},
+		{"no object", ``, true, nil, nil},
+		{"first duplicate wins", `{"metadata":{"labels":{"a":"1"},"labels":{"b":"2"}}}`, true, map[string]string{"a": "1"}, nil},
+		{"label value not a string", `{"metadata":{"labels":{"a":1,"b":"2"}}}`, false, map[string]string{"a": "", "b": "2"}, nil},
+		{"metadata not an object", `{"metadata":"x"}`, false, nil, nil},
+		{"annotations malformed", `{"metadata":{"labels":{"a":"1"},"annotations":[1]}}`, false, map[string]string{"a": "1"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := &admissionv1.AdmissionRequest{UID: "u", Operation: admissionv1.Update}
+			if tc.object != "" {
+				req.Object.Raw, req.OldObject.Raw = []byte(tc.object), []byte(tc.object)
+			}
+			in, err := AppendAdmissionRequest(nil, hostapi.AdmitLayoutBinary, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flags := binary.LittleEndian.Uint32(in[len(hostapi.AdmitBinaryMagic):])
+			want := uint32(0)
+			if tc.extracted {
+				want = hostapi.AdmitFlagObjectMeta | hostapi.AdmitFlagOldObjectMeta
+			}
+			if got := flags &^ hostapi.AdmitFlagDryRun; got != want {
+				t.Fatalf("flags %#x, want %#x", got, want)
+			}
+			jsonIn, err := AppendAdmissionRequest(nil, hostapi.AdmitLayoutJSON, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for layout, b := range map[string][]byte{"binary": in, "json": jsonIn} {
+				r, err := sdk.DecodeAdmissionRequest(b)
+				if err != nil {
+					t.Fatalf("%s: %v", layout, err)
+				}
+				for what, m := range map[string]struct {
+					got  sdk.StringMap
+					want map[string]string
+				}{
+					"labels": {r.ObjectLabels(), tc.labels}, "annotations": {r.ObjectAnnotations(), tc.annots},
+					"old labels": {r.OldObjectLabels(), tc.labels}, "old annotations": {r.OldObjectAnnotations(), tc.annots},
+				} {
+					got := m.got.Map()
+					if len(got) != len(m.want) || m.got.Len() != len(m.want) {
+						t.Fatalf("%s %s: %v, want %v", layout, what, got, m.want)
+					}
+					for k, v := range m.want {
+						if got[k] != v || !m.got.Has(k) || !m.got.Equals(k, v) {
+							t.Fatalf("%s %s: %v, want %v", layout, what, got, m.want)
+						}
+					}
+					if m.got.Has("absent") {
+						t.Fatalf("%s %s: has a key it lacks", layout, what)
+					}
+				}
+			}
+		})
 	}
 }

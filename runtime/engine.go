@@ -171,7 +171,7 @@ func (e *Engine) compile(ctx context.Context, path string, memoryLimit int64) (w
 	if err != nil {
 		return nil, fmt.Errorf("read module: %w", err)
 	}
-	opts := rewriteOptions{memoryMaxPages: uint32(memoryLimit / wasmPageSize), interrupt: true, mergeData: true}
+	opts := rewriteOptions{memoryMaxPages: uint32(memoryLimit / wasmPageSize), interrupt: true, mergeData: true, exportGlobals: true}
 	out, cached, err := e.rewrites.rewrite(bin, opts)
 	if err != nil {
 		return nil, fmt.Errorf("module %s is not valid WebAssembly: %w", path, err)

@@ -49,6 +49,11 @@ type instance struct {
 	// host may reuse it.
 	reuseMax, inPtr, inCap uint32
 
+	// globals are the module's mutable globals (for snapshots); restored
+	// is set when the instance started from its plugin's snapshot.
+	globals  []api.MutableGlobal
+	restored bool
+
 	// Host-function state of the current call.
 	pending    []byte
 	hasPending bool
@@ -76,6 +81,7 @@ func (in *instance) bind(mod api.Module) error {
 		return err
 	}
 	in.wd = wd
+	in.bindGlobals(mod)
 	return nil
 }
 
@@ -216,6 +222,16 @@ func summarizeTrap(s string) string {
 // invoke writes input into a buffer from the guest's allocator, calls fn
 // with it and returns a copy of the result, all by deadline.
 func (in *instance) invoke(ctx context.Context, fn api.Function, input []byte, deadline time.Time) ([]byte, error) {
+	view, err := in.invokeView(ctx, fn, input, deadline)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(view), nil
+}
+
+// invokeView is invoke returning the result in guest memory: valid only
+// until the instance's next call or close.
+func (in *instance) invokeView(ctx context.Context, fn api.Function, input []byte, deadline time.Time) ([]byte, error) {
 	if err := in.begin(ctx, deadline); err != nil {
 		return nil, err
 	}
@@ -256,7 +272,8 @@ func (in *instance) invoke(ctx context.Context, fn api.Function, input []byte, d
 	return in.result(packed)
 }
 
-// result copies the result a packed pointer and length name.
+// result returns the result a packed pointer and length name, in guest
+// memory.
 func (in *instance) result(packed uint64) ([]byte, error) {
 	rptr, rlen := hostapi.Unpack(packed)
 	if max := in.p.maxResult; int64(rlen) > int64(max) {
@@ -270,7 +287,7 @@ func (in *instance) result(packed uint64) ([]byte, error) {
 		in.broken = true
 		return nil, fmt.Errorf("result (%d bytes at %#x) outside memory: %w", rlen, rptr, errdefs.ErrInvalid)
 	}
-	return bytes.Clone(view), nil
+	return view, nil
 }
 
 // close releases the watchdog and the module. It never fails the caller.

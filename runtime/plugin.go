@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
@@ -52,6 +54,10 @@ type PluginConfig struct {
 	// MaxResultSize bounds a call's result in bytes; 0 means
 	// DefaultMaxResultSize.
 	MaxResultSize int
+	// NoSnapshot starts every instance the long way (instantiate,
+	// _initialize, configure) instead of from a snapshot of the first
+	// configured instance (see snapshot.go).
+	NoSnapshot bool
 }
 
 // Plugin is a loaded module with its pool of instances. Safe for
@@ -72,6 +78,7 @@ type Plugin struct {
 	grants      map[string]bool
 	output      *guestOutput
 	pool        *pool
+	snap        *snapshot    // nil: instances start the long way
 	started     atomic.Int64 // instances started, for tests and stats
 	closed      atomic.Bool
 }
@@ -131,6 +138,9 @@ func (e *Engine) load(ctx context.Context, cfg PluginConfig) (*Plugin, error) {
 	if err := p.readAdmitLayout(ctx, first); err != nil {
 		first.close(ctx)
 		return nil, err
+	}
+	if !cfg.NoSnapshot {
+		p.snap = p.takeSnapshot(ctx, first)
 	}
 	p.pool.add(first)
 	ok = true
@@ -232,7 +242,11 @@ func (p *Plugin) start(ctx context.Context) (*instance, error) {
 	if p.grants[hostapi.CapRandom] {
 		mc = mc.WithRandSource(crand.Reader)
 	}
-	mod, err := p.e.rt.InstantiateModule(ctx, p.compiled, mc)
+	ictx := ctx
+	if s := p.snap; s != nil {
+		ictx = experimental.WithMemoryAllocator(ctx, s.alloc)
+	}
+	mod, err := p.e.rt.InstantiateModule(ictx, p.compiled, mc)
 	if err != nil {
 		if p.e.isClosed() || p.closed.Load() {
 			return nil, fmt.Errorf("instantiate: plugin closed: %w", errdefs.ErrUnavailable)
@@ -242,6 +256,13 @@ func (p *Plugin) start(ctx context.Context) (*instance, error) {
 	if err := in.bind(mod); err != nil {
 		in.close(ctx)
 		return nil, err
+	}
+	if s := p.snap; s != nil {
+		if err := in.restore(s); err != nil {
+			in.close(ctx)
+			return nil, fmt.Errorf("restore snapshot: %w", err)
+		}
+		return in, nil
 	}
 	if init := mod.ExportedFunction("_initialize"); init != nil {
 		if _, err := in.run(ctx, init, p.deadline(ctx)); err != nil {
@@ -283,6 +304,9 @@ func (p *Plugin) startConfigured(ctx context.Context) (*instance, error) {
 	in, err := p.start(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q: new instance: %w", p.name, err)
+	}
+	if in.restored {
+		return in, nil // configured in the snapshot
 	}
 	if err := p.configure(ctx, in); err != nil {
 		in.close(ctx)
@@ -326,19 +350,30 @@ func (p *Plugin) Manifest() hostapi.Manifest { return p.manifest }
 // errdefs.ErrUnavailable (closed). An instance that trapped or timed out is
 // closed and replaced by the next call that needs one.
 func (p *Plugin) Call(ctx context.Context, export string, input []byte) ([]byte, error) {
+	var out []byte
+	err := p.callView(ctx, export, input, func(view []byte) { out = bytes.Clone(view) })
+	return out, err
+}
+
+// callView is Call passing the result, still in guest memory, to use
+// instead of copying it; use runs while the call holds the instance.
+func (p *Plugin) callView(ctx context.Context, export string, input []byte, use func(out []byte)) error {
 	if p.e.isClosed() {
-		return nil, fmt.Errorf("plugin %q: call %s: engine closed: %w", p.name, export, errdefs.ErrUnavailable)
+		return fmt.Errorf("plugin %q: call %s: engine closed: %w", p.name, export, errdefs.ErrUnavailable)
 	}
 	in, err := p.pool.get(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("plugin %q: call %s: %w", p.name, export, err)
+		return fmt.Errorf("plugin %q: call %s: %w", p.name, export, err)
 	}
 	out, err := p.callOn(ctx, in, export, input)
+	if err == nil {
+		use(out)
+	}
 	p.pool.put(ctx, in)
 	if err != nil {
-		return nil, fmt.Errorf("plugin %q: call %s: %w", p.name, export, err)
+		return fmt.Errorf("plugin %q: call %s: %w", p.name, export, err)
 	}
-	return out, nil
+	return nil
 }
 
 func (p *Plugin) callOn(ctx context.Context, in *instance, export string, input []byte) ([]byte, error) {
@@ -349,7 +384,7 @@ func (p *Plugin) callOn(ctx context.Context, in *instance, export string, input 
 	if err := checkSignature(fn); err != nil {
 		return nil, err
 	}
-	out, err := in.invoke(ctx, fn, input, p.deadline(ctx))
+	out, err := in.invokeView(ctx, fn, input, p.deadline(ctx))
 	if err != nil && in.mod.IsClosed() {
 		in.broken = true
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
 )
@@ -74,7 +75,14 @@ type rewriteOptions struct {
 	// into one (filling the gap with zeros), unless the module has a data
 	// count section (then instructions may name segments by index).
 	mergeData bool
+	// exportGlobals exports every global the module defines under
+	// globalExportPrefix and its index among them (snapshots read and set
+	// them).
+	exportGlobals bool
 }
+
+// globalExportPrefix names the globals exportGlobals exports.
+const globalExportPrefix = "tugboat.global."
 
 // maxDataGap is the largest run of zeros mergeData writes between two
 // segments. Go's linker emits a segment per run of non-zero bytes (37,000
@@ -125,13 +133,33 @@ func rewriteModule(bin []byte, opts rewriteOptions) ([]byte, rewriteStats, error
 		return nil, stats, fmt.Errorf("module imports its memory; a memory limit cannot be applied: %w", errdefs.ErrInvalid)
 	}
 	stop := layout.importedGlobals + layout.definedGlobals
+	var exports []byte // entries added to the export section
+	var nExports uint32
+	if opts.interrupt {
+		exports, nExports = interruptExportEntry(stop), 1
+	}
+	if opts.exportGlobals {
+		for i := range layout.definedGlobals {
+			name := globalExportPrefix + strconv.FormatUint(uint64(i), 10)
+			if layout.exportNames[name] {
+				return nil, stats, fmt.Errorf("module already exports %q: %w", name, errdefs.ErrInvalid)
+			}
+			exports = binary.AppendUvarint(exports, uint64(len(name)))
+			exports = append(exports, name...)
+			exports = append(exports, externGlobal)
+			exports = binary.AppendUvarint(exports, uint64(layout.importedGlobals+i))
+			nExports++
+		}
+	}
 
 	out := make([]byte, 0, len(bin)+len(bin)/16+64)
 	out = append(out, wasmMagic...)
 	pending := map[byte][]byte{} // sections to insert when their place comes
 	if opts.interrupt {
 		pending[secGlobal] = append([]byte{1}, interruptGlobal...)
-		pending[secExport] = append([]byte{1}, interruptExportEntry(stop)...)
+	}
+	if nExports > 0 {
+		pending[secExport] = append(binary.AppendUvarint(nil, uint64(nExports)), exports...)
 	}
 	flush := func(before int) {
 		for _, id := range []byte{secGlobal, secExport} {
@@ -152,8 +180,8 @@ func rewriteModule(bin []byte, opts rewriteOptions) ([]byte, rewriteStats, error
 		case s.id == secGlobal && opts.interrupt:
 			content, err = appendVectorEntries(content, 1, interruptGlobal)
 			delete(pending, secGlobal)
-		case s.id == secExport && opts.interrupt:
-			content, err = appendVectorEntries(content, 1, interruptExportEntry(stop))
+		case s.id == secExport && nExports > 0:
+			content, err = appendVectorEntries(content, nExports, exports)
 			delete(pending, secExport)
 		case s.id == secData && opts.mergeData && !layout.hasDataCount:
 			content, err = mergeData(content)

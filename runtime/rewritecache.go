@@ -44,6 +44,9 @@ func (c rewriteCache) path(bin []byte, opts rewriteOptions) string {
 	if opts.mergeData {
 		flags |= 2
 	}
+	if opts.exportGlobals {
+		flags |= 4
+	}
 	h.Write(append(meta, flags))
 	h.Write(bin)
 	return filepath.Join(c.dir, hex.EncodeToString(h.Sum(nil))+".wasm")

@@ -32,7 +32,7 @@ func TestRewriteCache(t *testing.T) {
 		t.Fatalf("rewrite cache holds %v (%v), want one module", entries, err)
 	}
 	bin, _ := os.ReadFile(cfg.Path)
-	want, _, err := rewriteModule(bin, rewriteOptions{memoryMaxPages: DefaultMemoryLimit / wasmPageSize, interrupt: true, mergeData: true})
+	want, _, err := rewriteModule(bin, rewriteOptions{memoryMaxPages: DefaultMemoryLimit / wasmPageSize, interrupt: true, mergeData: true, exportGlobals: true})
 	if err != nil {
 		t.Fatal(err)
 	}

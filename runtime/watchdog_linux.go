@@ -98,6 +98,13 @@ func waitInRead(tid int) {
 		if err != nil || strings.HasPrefix(string(b), want) {
 			return
 		}
+		if i < 50 {
+			// The reader usually gets there within tens of µs; a Go
+			// sleep that short often oversleeps by a millisecond on a
+			// busy machine, which made new instances slow.
+			runtime.Gosched()
+			continue
+		}
 		time.Sleep(50 * time.Microsecond)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"strconv"
+	"unsafe"
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/sdk/rawjson"
@@ -58,6 +59,10 @@ type AdmissionRequest struct {
 	DryRun    bool
 	// Options is the operation's options object (CreateOptions, ...).
 	Options rawjson.Value
+
+	// The objects' labels and annotations as the host extracted them
+	// (ObjectLabels and friends read them).
+	objectMeta, oldObjectMeta objectMeta
 }
 
 // PatchTypeJSONPatch is the only patch type admission responses carry.
@@ -85,7 +90,10 @@ type Status struct {
 	Code    int32
 }
 
-// Allowed admits the request unchanged.
+// Allowed admits the request unchanged. The SDK never writes to a
+// response a plugin returns, so a plugin may create one Allowed response
+// and return it from every call (in a Wasm guest, an allocation costs a few
+// hundred ns).
 func Allowed() *AdmissionResponse { return &AdmissionResponse{Allowed: true} }
 
 // Denied rejects the request with msg (HTTP 403 Forbidden, like a
@@ -189,7 +197,15 @@ type lastStrings struct {
 	req    AdmissionRequest
 	fields [hostapi.AdmitFieldCount]string
 	groups []string
+	// arena holds the bytes of new short strings: one allocation for many
+	// requests' strings (UIDs change every call). A string keeps its
+	// whole chunk alive, so strings stay valid after the call.
+	arena []byte
 }
+
+// arenaChunk is the size of a string arena chunk; longer strings get
+// their own allocation.
+const arenaChunk = 4 << 10
 
 // str returns b as a string, the previous one of field f if equal.
 func (l *lastStrings) str(f int, b []byte) string {
@@ -197,9 +213,25 @@ func (l *lastStrings) str(f int, b []byte) string {
 		return string(b)
 	}
 	if string(b) != l.fields[f] {
-		l.fields[f] = string(b)
+		l.fields[f] = l.fresh(b)
 	}
 	return l.fields[f]
+}
+
+// fresh returns b as a new string (with l, from the arena).
+func (l *lastStrings) fresh(b []byte) string {
+	switch {
+	case len(b) == 0:
+		return ""
+	case l == nil || len(b) > arenaChunk/16:
+		return string(b)
+	}
+	if cap(l.arena)-len(l.arena) < len(b) {
+		l.arena = make([]byte, 0, arenaChunk)
+	}
+	start := len(l.arena)
+	l.arena = append(l.arena, b...)
+	return unsafe.String(&l.arena[start], len(b))
 }
 
 // decodeGroups reads the groups field; with last, the previous request's
@@ -260,7 +292,7 @@ func decodeBinaryRequest(in []byte, last *lastStrings) (*AdmissionRequest, error
 		req = new(AdmissionRequest)
 	}
 	*req = AdmissionRequest{
-		UID: string(f[hostapi.AdmitFieldUID]),
+		UID: last.fresh(f[hostapi.AdmitFieldUID]),
 		Kind: GroupVersionKind{
 			last.str(hostapi.AdmitFieldKindGroup, f[hostapi.AdmitFieldKindGroup]),
 			last.str(hostapi.AdmitFieldKindVersion, f[hostapi.AdmitFieldKindVersion]),
@@ -283,6 +315,16 @@ func decodeBinaryRequest(in []byte, last *lastStrings) (*AdmissionRequest, error
 		OldObject: nonEmpty(f[hostapi.AdmitFieldOldObject]),
 		DryRun:    flags&hostapi.AdmitFlagDryRun != 0,
 		Options:   nonEmpty(f[hostapi.AdmitFieldOptions]),
+		objectMeta: objectMeta{
+			labels:      nilIfEmpty(f[hostapi.AdmitFieldObjectLabels]),
+			annotations: nilIfEmpty(f[hostapi.AdmitFieldObjectAnnotations]),
+			ok:          flags&hostapi.AdmitFlagObjectMeta != 0 && n > hostapi.AdmitFieldObjectAnnotations,
+		},
+		oldObjectMeta: objectMeta{
+			labels:      nilIfEmpty(f[hostapi.AdmitFieldOldObjectLabels]),
+			annotations: nilIfEmpty(f[hostapi.AdmitFieldOldObjectAnnotations]),
+			ok:          flags&hostapi.AdmitFlagOldObjectMeta != 0 && n > hostapi.AdmitFieldOldObjectAnnotations,
+		},
 	}
 	groups, err := decodeGroups(f[hostapi.AdmitFieldGroups], last)
 	if err != nil {
@@ -307,6 +349,13 @@ func cutField(b []byte) (field, rest []byte, ok bool) {
 func le32(b []byte) uint32 {
 	_ = b[3]
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }
 
 func nonEmpty(b []byte) rawjson.Value {

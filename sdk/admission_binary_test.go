@@ -3,6 +3,8 @@ package sdk
 import (
 	"encoding/binary"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/tugboat-dev/tugboat/hostapi"
@@ -135,6 +137,33 @@ func TestDecodeBinaryRequestReuse(t *testing.T) {
 	fourth := decode(binaryRequest(0, fullFields("u-4", "StatefulSet")))
 	if fourth.UserInfo.Groups != nil || fourth.DryRun || fourth.OldObject != nil {
 		t.Fatalf("fourth request kept values of the third: %+v", fourth)
+	}
+}
+
+// TestDecodeBinaryRequestStringsStayValid: strings a reused decode takes
+// from its arena (UIDs, changed names) keep their value after later
+// requests, across arena chunks, and the input buffer may be overwritten.
+func TestDecodeBinaryRequestStringsStayValid(t *testing.T) {
+	var last lastStrings
+	in := make([]byte, 0, 4096)
+	type kept struct{ uid, name string }
+	var all []kept
+	for i := range 3 * arenaChunk / 40 {
+		f := fullFields("uid-"+strings.Repeat("x", i%7)+strconv.Itoa(i), "Deployment")
+		f[hostapi.AdmitFieldName] = "web-" + strconv.Itoa(i)
+		in = append(in[:0], binaryRequest(0, f)...)
+		req, err := decodeRequest(in, &last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, kept{req.UID, req.Name})
+		clear(in) // the host writes the next input over this one
+	}
+	for i, k := range all {
+		want := kept{"uid-" + strings.Repeat("x", i%7) + strconv.Itoa(i), "web-" + strconv.Itoa(i)}
+		if k != want {
+			t.Fatalf("request %d: kept %+v, want %+v", i, k, want)
+		}
 	}
 }
 

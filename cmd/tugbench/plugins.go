@@ -75,7 +75,8 @@ func parsePluginsFlags(args []string) (pluginsConfig, error) {
 type pluginsResults struct {
 	compileMs    float64   // Load with an empty compilation cache
 	warmLoadMs   []float64 // Load with a warm one
-	newInstMs    []float64 // per round: mean time to start and configure an instance
+	newInstMs    []float64 // per round: mean time to start an instance (from the snapshot)
+	longInstMs   []float64 // the same without the snapshot (instantiate, _initialize, configure)
 	instHeapKB   []float64 // per round: Go heap per instance (linear memory included)
 	instLinearKB float64   // linear memory of one idle instance
 	wasm, native []latency
@@ -154,14 +155,16 @@ func buildWasm(ctx context.Context, pkg, out string) (string, error) {
 // requireTeam are the settings of require-labels in this benchmark.
 var requireTeam = []byte(`{"labels":["team"]}`)
 
-// loadPlugin starts an engine on cacheDir and loads require-labels.
-func loadPlugin(ctx context.Context, path, cacheDir string, pool int) (*wasmrt.Engine, *wasmrt.Plugin, time.Duration, error) {
+// loadPlugin starts an engine on cacheDir and loads require-labels
+// (noSnapshot: every instance starts the long way).
+func loadPlugin(ctx context.Context, path, cacheDir string, pool int, noSnapshot bool) (*wasmrt.Engine, *wasmrt.Plugin, time.Duration, error) {
 	e, err := wasmrt.NewEngine(ctx, wasmrt.Config{CacheDir: cacheDir})
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	start := time.Now()
-	p, err := e.Load(ctx, wasmrt.PluginConfig{Name: "require-labels", Path: path, Settings: requireTeam, PoolSize: pool})
+	p, err := e.Load(ctx, wasmrt.PluginConfig{Name: "require-labels", Path: path, Settings: requireTeam, PoolSize: pool,
+		NoSnapshot: noSnapshot})
 	took := time.Since(start)
 	if err != nil {
 		return nil, nil, 0, errors.Join(err, e.Close(ctx))
@@ -172,7 +175,7 @@ func loadPlugin(ctx context.Context, path, cacheDir string, pool int) (*wasmrt.E
 func measureColdStart(ctx context.Context, cfg pluginsConfig, plugin, tmp string, res *pluginsResults) error {
 	cache := filepath.Join(tmp, "cache")
 	progress("plugins: cold start, compiling with an empty cache")
-	e, _, took, err := loadPlugin(ctx, plugin, cache, 1)
+	e, _, took, err := loadPlugin(ctx, plugin, cache, 1, false)
 	if err != nil {
 		return err
 	}
@@ -182,7 +185,7 @@ func measureColdStart(ctx context.Context, cfg pluginsConfig, plugin, tmp string
 	}
 	progress("plugins: %d loads with a warm cache", cfg.loads)
 	for range cfg.loads {
-		e, _, took, err := loadPlugin(ctx, plugin, cache, 1)
+		e, _, took, err := loadPlugin(ctx, plugin, cache, 1, false)
 		if err != nil {
 			return err
 		}
@@ -197,9 +200,10 @@ func measureColdStart(ctx context.Context, cfg pluginsConfig, plugin, tmp string
 // measureInstances starts cfg.instances instances per round and measures
 // their time and the Go heap they add (their linear memory is Go memory).
 func measureInstances(ctx context.Context, cfg pluginsConfig, plugin, tmp string, res *pluginsResults) error {
-	progress("plugins: starting %d instances, 3 rounds", cfg.instances)
-	for range 3 {
-		e, p, _, err := loadPlugin(ctx, plugin, filepath.Join(tmp, "cache"), cfg.instances+1)
+	progress("plugins: starting %d instances, 3 rounds from the snapshot, 3 the long way", cfg.instances)
+	for round := range 6 {
+		long := round >= 3
+		e, p, _, err := loadPlugin(ctx, plugin, filepath.Join(tmp, "cache"), cfg.instances+1, long)
 		if err != nil {
 			return err
 		}
@@ -214,6 +218,10 @@ func measureInstances(ctx context.Context, cfg pluginsConfig, plugin, tmp string
 		}
 		if n != cfg.instances {
 			return fmt.Errorf("warm started %d instances, want %d", n, cfg.instances)
+		}
+		if long {
+			res.longInstMs = append(res.longInstMs, msFloat(took)/float64(n))
+			continue
 		}
 		res.newInstMs = append(res.newInstMs, msFloat(took)/float64(n))
 		res.instHeapKB = append(res.instHeapKB, float64(after-before)/float64(n)/1024)
@@ -234,7 +242,7 @@ func heapAlloc() int64 {
 type admitFunc func(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error)
 
 func measureAdmission(ctx context.Context, cfg pluginsConfig, plugin, tmp string, res *pluginsResults) error {
-	e, p, _, err := loadPlugin(ctx, plugin, filepath.Join(tmp, "cache"), 0)
+	e, p, _, err := loadPlugin(ctx, plugin, filepath.Join(tmp, "cache"), 0, false)
 	if err != nil {
 		return err
 	}
@@ -521,8 +529,8 @@ func printPluginsResults(w io.Writer, cfg pluginsConfig, res *pluginsResults) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "cold start: compile with an empty cache %.0f ms; load with a warm cache %s ms (median %.1f)\n",
 		res.compileMs, joinFloats(res.warmLoadMs, 1), medianFloat(res.warmLoadMs))
-	fmt.Fprintf(w, "new instance (start, _initialize, configure): %s ms per instance over %d instances per round\n",
-		joinFloats(res.newInstMs, 2), cfg.instances)
+	fmt.Fprintf(w, "new instance from the snapshot (instantiate, restore memory and globals): %s ms per instance over %d instances per round; the long way (instantiate, _initialize, configure): %s ms\n",
+		joinFloats(res.newInstMs, 2), cfg.instances, joinFloats(res.longInstMs, 2))
 	fmt.Fprintf(w, "memory per instance: Go heap %s KiB (linear memory %.0f KiB of it)\n", joinFloats(res.instHeapKB, 0), res.instLinearKB)
 	d := res.deadline
 	fmt.Fprintf(w, "loop-heavy guest function, median of %d calls: no enforcement %.1f ms, injected checks %.1f ms (%.3fx), wazero close-on-context-done %.1f ms (%.2fx)\n",

@@ -300,6 +300,25 @@ func (v Value) String() (string, bool) {
 	return unescape(t[1 : end-1])
 }
 
+// StringBytes returns the unescaped content of string v, or false if v is
+// not a well-formed string. Without escapes the result aliases v (no
+// allocation); do not modify it.
+func (v Value) StringBytes() ([]byte, bool) {
+	t := trim(v)
+	if len(t) < 2 || t[0] != '"' {
+		return nil, false
+	}
+	end, esc, ok := scanString(t, 0)
+	if !ok || end != len(t) {
+		return nil, false
+	}
+	if !esc && utf8.Valid(t[1:end-1]) {
+		return t[1 : end-1 : end-1], true
+	}
+	s, ok := unescape(t[1 : end-1])
+	return []byte(s), ok
+}
+
 // StringEquals reports whether v is a string equal to s, without allocating
 // when v has no escapes.
 func (v Value) StringEquals(s string) bool {

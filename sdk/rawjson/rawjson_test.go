@@ -69,6 +69,20 @@ func TestScalars(t *testing.T) {
 	if !esc.StringEquals(want) || esc.StringEquals("q") {
 		t.Error("StringEquals is wrong")
 	}
+	for _, in := range []rawjson.Value{esc, rawjson.Value(` "plain" `)} {
+		var want string
+		if err := json.Unmarshal(in, &want); err != nil {
+			t.Fatal(err)
+		}
+		if b, ok := in.StringBytes(); !ok || string(b) != want {
+			t.Errorf("StringBytes(%s) = %q, %v; want %q", in, b, ok, want)
+		}
+	}
+	for _, in := range []string{`"x`, `1`, `"a" "b"`, ``} {
+		if b, ok := rawjson.Value(in).StringBytes(); ok {
+			t.Errorf("StringBytes(%s) = %q, ok", in, b)
+		}
+	}
 	if b, ok := rawjson.Value(" true ").Bool(); !b || !ok {
 		t.Error("Bool(true)")
 	}

@@ -89,41 +89,30 @@ func parseLabels(v rawjson.Value) ([]string, error) {
 	return labels, bad
 }
 
+// allowed is the response to every admitted request: the SDK never writes
+// to a response, so one value serves all calls (an allocation saved per
+// call, a few hundred ns in a Wasm guest).
+var allowed = sdk.Allowed()
+
 // Admit denies a create or update whose object lacks a required label.
 func (p *Plugin) Admit(req *sdk.AdmissionRequest) (*sdk.AdmissionResponse, error) {
 	if req.Operation == sdk.Delete || req.SubResource != "" || req.Object.IsNull() {
-		return sdk.Allowed(), nil
+		return allowed, nil
 	}
 	if len(p.labels) == 0 {
 		return nil, errors.New("plugin is not configured")
 	}
-	labels, _ := req.Object.Get("metadata", "labels")
+	// From a binary request the host has extracted the labels: no JSON
+	// scanning here.
+	labels := req.ObjectLabels()
 	var missing []string
-	if len(p.labels) <= 64 {
-		// One pass over the object's labels, marking the required ones.
-		var found uint64
-		_ = labels.EachMember(func(key []byte, _ rawjson.Value) bool {
-			for i, l := range p.labels {
-				if string(key) == l {
-					found |= 1 << i
-				}
-			}
-			return true
-		})
-		for i, l := range p.labels {
-			if found&(1<<i) == 0 {
-				missing = append(missing, l)
-			}
-		}
-	} else {
-		for _, l := range p.labels {
-			if _, ok := labels.Get(l); !ok {
-				missing = append(missing, l)
-			}
+	for _, l := range p.labels {
+		if !labels.Has(l) {
+			missing = append(missing, l)
 		}
 	}
 	if len(missing) == 0 {
-		return sdk.Allowed(), nil
+		return allowed, nil
 	}
 	return sdk.Denied("missing required label(s): " + strings.Join(missing, ", ")), nil
 }
