@@ -21,11 +21,11 @@ import (
 
 	"github.com/tugboat-dev/tugboat/kernel/agent"
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
+	"github.com/tugboat-dev/tugboat/kernel/apiserver/apiservertest"
 	"github.com/tugboat-dev/tugboat/kernel/authn"
 	execrt "github.com/tugboat-dev/tugboat/kernel/dataplane/exec"
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
 	"github.com/tugboat-dev/tugboat/kernel/pki"
-	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
 )
 
 // joinServer serves the API over TLS with authentication, the join
@@ -43,16 +43,7 @@ func joinServer(t *testing.T) (string, Config, kubernetes.Interface) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := tbadger.Open(tbadger.Options{Dir: filepath.Join(dir, "store")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	api, err := apiserver.New(apiserver.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(api.Close)
+	api, _ := apiservertest.Start(t, apiserver.Config{})
 	connect, err := remoteConnector(certs)
 	if err != nil {
 		t.Fatal(err)

@@ -9,58 +9,19 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	"github.com/tugboat-dev/tugboat/kernel/dataplane"
 )
 
-// Resource metrics: the agent serves the kubelet's Summary API subset
-// that metrics-server and HPA pipelines read — GET /stats/summary, through
+// Resource metrics: the agent serves the subset of the kubelet's Summary API
+// (k8s.io/kubelet/pkg/apis/stats/v1alpha1) that metrics-server and HPA
+// pipelines read — GET /stats/summary, through
 // the API server as /api/v1/nodes/<node>/proxy/stats/summary — with each
 // pod's and container's cpu (usageCoreNanoSeconds, usageNanoCores) and
 // memory (workingSetBytes). Usage is measured on demand: usageNanoCores is
 // the rate since the previous request (since the container started on
 // the first), so nothing runs while nobody asks.
-
-// The JSON shapes of k8s.io/kubelet/pkg/apis/stats/v1alpha1 (the fields
-// served).
-type (
-	statsSummary struct {
-		Node nodeStats  `json:"node"`
-		Pods []podStats `json:"pods"`
-	}
-	nodeStats struct {
-		NodeName  string      `json:"nodeName"`
-		StartTime metav1.Time `json:"startTime"`
-	}
-	podReference struct {
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
-		UID       string `json:"uid"`
-	}
-	podStats struct {
-		PodRef     podReference     `json:"podRef"`
-		StartTime  metav1.Time      `json:"startTime"`
-		Containers []containerStats `json:"containers"`
-		CPU        *cpuStats        `json:"cpu,omitempty"`
-		Memory     *memoryStats     `json:"memory,omitempty"`
-	}
-	containerStats struct {
-		Name      string       `json:"name"`
-		StartTime metav1.Time  `json:"startTime"`
-		CPU       *cpuStats    `json:"cpu,omitempty"`
-		Memory    *memoryStats `json:"memory,omitempty"`
-	}
-	cpuStats struct {
-		Time                 metav1.Time `json:"time"`
-		UsageNanoCores       *uint64     `json:"usageNanoCores,omitempty"`
-		UsageCoreNanoSeconds *uint64     `json:"usageCoreNanoSeconds,omitempty"`
-	}
-	memoryStats struct {
-		Time            metav1.Time `json:"time"`
-		WorkingSetBytes *uint64     `json:"workingSetBytes,omitempty"`
-		RSSBytes        *uint64     `json:"rssBytes,omitempty"`
-	}
-)
 
 // cpuSamples remembers each container's last CPU reading.
 type cpuSamples struct {
@@ -88,7 +49,7 @@ func (a *Agent) serveStats(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	now := time.Now()
-	byPod := map[string]*podStats{}
+	byPod := map[string]*statsv1alpha1.PodStats{}
 	seen := map[string]bool{}
 	for _, st := range list {
 		if st.Status != dataplane.Running || st.Labels[labelInit] == "true" {
@@ -97,7 +58,7 @@ func (a *Agent) serveStats(w http.ResponseWriter, _ *http.Request) {
 		uid := st.Labels[labelPodUID]
 		ps := byPod[uid]
 		if ps == nil {
-			ps = &podStats{PodRef: podReference{Name: st.Labels[labelPodName], Namespace: st.Labels[labelPodNamespace], UID: uid},
+			ps = &statsv1alpha1.PodStats{PodRef: statsv1alpha1.PodReference{Name: st.Labels[labelPodName], Namespace: st.Labels[labelPodNamespace], UID: uid},
 				StartTime: metav1.NewTime(st.StartedAt)}
 			byPod[uid] = ps
 		}
@@ -109,10 +70,10 @@ func (a *Agent) serveStats(w http.ResponseWriter, _ *http.Request) {
 		cores := a.rate(st, u.CPU, now)
 		total := uint64(u.CPU.Nanoseconds())
 		mem := u.MemoryBytes
-		ps.Containers = append(ps.Containers, containerStats{
+		ps.Containers = append(ps.Containers, statsv1alpha1.ContainerStats{
 			Name: st.Labels[labelContainer], StartTime: metav1.NewTime(st.StartedAt),
-			CPU:    &cpuStats{Time: metav1.NewTime(now), UsageNanoCores: &cores, UsageCoreNanoSeconds: &total},
-			Memory: &memoryStats{Time: metav1.NewTime(now), WorkingSetBytes: &mem, RSSBytes: &mem},
+			CPU:    &statsv1alpha1.CPUStats{Time: metav1.NewTime(now), UsageNanoCores: &cores, UsageCoreNanoSeconds: &total},
+			Memory: &statsv1alpha1.MemoryStats{Time: metav1.NewTime(now), WorkingSetBytes: &mem, RSSBytes: &mem},
 		})
 	}
 	a.cpu.mu.Lock()
@@ -122,7 +83,7 @@ func (a *Agent) serveStats(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	a.cpu.mu.Unlock()
-	out := statsSummary{Node: nodeStats{NodeName: a.cfg.NodeName, StartTime: metav1.NewTime(a.started)}, Pods: []podStats{}}
+	out := statsv1alpha1.Summary{Node: statsv1alpha1.NodeStats{NodeName: a.cfg.NodeName, StartTime: metav1.NewTime(a.started)}, Pods: []statsv1alpha1.PodStats{}}
 	for _, ps := range byPod {
 		var cores, total, mem uint64
 		for _, c := range ps.Containers {
@@ -130,8 +91,8 @@ func (a *Agent) serveStats(w http.ResponseWriter, _ *http.Request) {
 			total += *c.CPU.UsageCoreNanoSeconds
 			mem += *c.Memory.WorkingSetBytes
 		}
-		ps.CPU = &cpuStats{Time: metav1.NewTime(now), UsageNanoCores: &cores, UsageCoreNanoSeconds: &total}
-		ps.Memory = &memoryStats{Time: metav1.NewTime(now), WorkingSetBytes: &mem, RSSBytes: &mem}
+		ps.CPU = &statsv1alpha1.CPUStats{Time: metav1.NewTime(now), UsageNanoCores: &cores, UsageCoreNanoSeconds: &total}
+		ps.Memory = &statsv1alpha1.MemoryStats{Time: metav1.NewTime(now), WorkingSetBytes: &mem, RSSBytes: &mem}
 		out.Pods = append(out.Pods, *ps)
 	}
 	sort.Slice(out.Pods, func(i, j int) bool {

@@ -11,24 +11,15 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
+	"github.com/tugboat-dev/tugboat/kernel/apiserver/apiservertest"
 	"github.com/tugboat-dev/tugboat/kernel/loopback"
-	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
 )
 
 // clientsAs serves one API server and returns clients acting as each
 // user.
 func clientsAs(t testing.TB, users ...apiserver.User) []kubernetes.Interface {
 	t.Helper()
-	st, err := tbadger.Open(tbadger.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	api, err := apiserver.New(apiserver.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(api.Close)
+	api, _ := apiservertest.Start(t, apiserver.Config{})
 	var out []kubernetes.Interface
 	for _, u := range users {
 		cs, err := kubernetes.NewForConfig(loopback.Config(api.Handler(), u))

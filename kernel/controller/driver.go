@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,14 +50,15 @@ type Config struct {
 	Client *rest.Config
 	Logger *slog.Logger
 	// LeaderElection makes the driver run controllers only while it holds
-	// the Lease LeaseNamespace/LeaseName (default kube-system /
-	// tugboat-controllers) as Identity (default the host name).
+	// the Lease LeaseNamespace/LeaseName as Identity (LeaseName defaults
+	// to tugboat-controllers; the others default as in leaderelect.Config:
+	// kube-system, the host name).
 	LeaderElection bool
 	LeaseNamespace string
 	LeaseName      string
 	Identity       string
 	// LeaseDuration, RenewDeadline, RetryPeriod: client-go leader
-	// election timings (defaults 15s, 10s, 2s).
+	// election timings (0: leaderelect's defaults).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// CallTimeout bounds one Reconcile call (default 30s; the plugin's own
 	// timeout usually ends it first).
@@ -95,27 +95,8 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.LeaseNamespace == "" {
-		cfg.LeaseNamespace = "kube-system"
-	}
 	if cfg.LeaseName == "" {
 		cfg.LeaseName = "tugboat-controllers"
-	}
-	if cfg.Identity == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			host = "tugboat"
-		}
-		cfg.Identity = host
-	}
-	if cfg.LeaseDuration == 0 {
-		cfg.LeaseDuration = 15 * time.Second
-	}
-	if cfg.RenewDeadline == 0 {
-		cfg.RenewDeadline = 10 * time.Second
-	}
-	if cfg.RetryPeriod == 0 {
-		cfg.RetryPeriod = 2 * time.Second
 	}
 	if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = 30 * time.Second

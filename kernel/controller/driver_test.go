@@ -16,10 +16,9 @@ import (
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
+	"github.com/tugboat-dev/tugboat/kernel/apiserver/apiservertest"
 	"github.com/tugboat-dev/tugboat/kernel/controller"
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
-	"github.com/tugboat-dev/tugboat/kernel/loopback"
-	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
 )
 
 // waitTimeout only guards against a hung test.
@@ -27,17 +26,7 @@ const waitTimeout = 30 * time.Second
 
 func newAPI(t testing.TB) (*rest.Config, *kubernetes.Clientset) {
 	t.Helper()
-	st, err := tbadger.Open(tbadger.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	api, err := apiserver.New(apiserver.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(api.Close)
-	cfg := loopback.Config(api.Handler(), apiserver.User{Name: "system:admin", Groups: []string{"system:masters"}})
+	_, cfg := apiservertest.Start(t, apiserver.Config{})
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -14,9 +14,8 @@ import (
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
+	"github.com/tugboat-dev/tugboat/kernel/apiserver/apiservertest"
 	"github.com/tugboat-dev/tugboat/kernel/controller"
-	"github.com/tugboat-dev/tugboat/kernel/loopback"
-	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
 )
 
 type fixedMetrics []metricsv1beta1.PodMetrics
@@ -29,22 +28,12 @@ func (fixedMetrics) NodeMetrics() []metricsv1beta1.NodeMetrics       { return ni
 // not cached — and its lists of it are answered from the API, i.e. from
 // the server's metrics.
 func TestUnwatchableResource(t *testing.T) {
-	st, err := tbadger.Open(tbadger.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	api, err := apiserver.New(apiserver.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(api.Close)
+	api, cfg := apiservertest.Start(t, apiserver.Config{})
 	pm := func(name, app string) metricsv1beta1.PodMetrics {
 		return metricsv1beta1.PodMetrics{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"app": app}},
 			Containers: []metricsv1beta1.ContainerMetrics{{Name: "c", Usage: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")}}}}
 	}
 	api.SetMetricsSource(fixedMetrics{pm("web-1", "web"), pm("db-1", "db")})
-	cfg := loopback.Config(api.Handler(), apiserver.User{Name: "system:admin", Groups: []string{"system:masters"}})
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -12,23 +12,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
+	"github.com/tugboat-dev/tugboat/kernel/apiserver/apiservertest"
 	"github.com/tugboat-dev/tugboat/kernel/loopback"
-	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
 )
 
 func newClient(t testing.TB) kubernetes.Interface {
 	t.Helper()
-	st, err := tbadger.Open(tbadger.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	api, err := apiserver.New(apiserver.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(api.Close)
-	cfg := loopback.Config(api.Handler(), apiserver.User{Name: "system:admin", Groups: []string{"system:masters"}})
+	api, _ := apiservertest.Start(t, apiserver.Config{})
+	cfg := loopback.Config(api.Handler(), apiservertest.Admin)
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
 var t0 = time.Date(2026, 11, 23, 7, 0, 0, 0, time.UTC)
@@ -37,20 +39,20 @@ func TestRate(t *testing.T) {
 
 // summaryAt is node's summary at time at with one pod "default/<pod>" of
 // one container per cpu counter (core-nanoseconds).
-func summaryAt(node, pod string, at time.Time, mem uint64, cpus ...uint64) *Summary {
-	ps := PodStats{PodRef: PodReference{Name: pod, Namespace: "default"}}
+func summaryAt(node, pod string, at time.Time, mem uint64, cpus ...uint64) *statsv1alpha1.Summary {
+	ps := statsv1alpha1.PodStats{PodRef: statsv1alpha1.PodReference{Name: pod, Namespace: "default"}}
 	for i, c := range cpus {
-		ps.Containers = append(ps.Containers, ContainerStats{
-			Name: string(rune('a' + i)), StartTime: t0.Add(-time.Hour),
-			CPU:    &CPUStats{Time: at, UsageCoreNanoSeconds: &c},
-			Memory: &MemoryStats{Time: at, WorkingSetBytes: &mem},
+		ps.Containers = append(ps.Containers, statsv1alpha1.ContainerStats{
+			Name: string(rune('a' + i)), StartTime: metav1.NewTime(t0.Add(-time.Hour)),
+			CPU:    &statsv1alpha1.CPUStats{Time: metav1.NewTime(at), UsageCoreNanoSeconds: &c},
+			Memory: &statsv1alpha1.MemoryStats{Time: metav1.NewTime(at), WorkingSetBytes: &mem},
 		})
 	}
-	return &Summary{Node: NodeStats{NodeName: node}, Pods: []PodStats{ps}}
+	return &statsv1alpha1.Summary{Node: statsv1alpha1.NodeStats{NodeName: node}, Pods: []statsv1alpha1.PodStats{ps}}
 }
 
-func scrapeInput(at time.Time, sums ...*Summary) input {
-	in := input{now: at, summaries: map[string]*Summary{}, nodeLabels: map[string]map[string]string{},
+func scrapeInput(at time.Time, sums ...*statsv1alpha1.Summary) input {
+	in := input{now: at, summaries: map[string]*statsv1alpha1.Summary{}, nodeLabels: map[string]map[string]string{},
 		podLabels: map[string]map[string]string{}}
 	for _, s := range sums {
 		in.summaries[s.Node.NodeName] = s
@@ -120,11 +122,11 @@ func TestStateNext(t *testing.T) {
 }
 
 func TestStateNextNodeCounters(t *testing.T) {
-	withNode := func(at time.Time, cpu uint64) *Summary {
+	withNode := func(at time.Time, cpu uint64) *statsv1alpha1.Summary {
 		s := summaryAt("n1", "web", at, 1<<20, 0)
 		mem := uint64(1 << 30)
-		s.Node.CPU = &CPUStats{Time: at, UsageCoreNanoSeconds: &cpu}
-		s.Node.Memory = &MemoryStats{Time: at, WorkingSetBytes: &mem}
+		s.Node.CPU = &statsv1alpha1.CPUStats{Time: metav1.NewTime(at), UsageCoreNanoSeconds: &cpu}
+		s.Node.Memory = &statsv1alpha1.MemoryStats{Time: metav1.NewTime(at), WorkingSetBytes: &mem}
 		return s
 	}
 	st := state{containers: map[string]sample{}, nodes: map[string]sample{}}

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
@@ -120,25 +121,27 @@ func (s *Scraper) Scrape(ctx context.Context) error {
 			ready = append(ready, &nodes.Items[i])
 		}
 	}
-	results := make([]*Summary, len(ready))
+	results := make([]*statsv1alpha1.Summary, len(ready))
+	received := make([]time.Time, len(ready))
 	sem := make(chan struct{}, s.cfg.Parallelism)
 	var wg sync.WaitGroup
 	for i, n := range ready {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			sum, err := s.fetch(ctx, n.Name)
+			sum, at, err := s.fetch(ctx, n.Name)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Debug("metrics: scrape node", "node", n.Name, "err", err)
 				}
 				return
 			}
-			results[i] = sum
+			results[i], received[i] = sum, at
 		})
 	}
 	wg.Wait()
-	in := input{nodeLabels: map[string]map[string]string{}, podLabels: map[string]map[string]string{}, summaries: map[string]*Summary{}}
+	in := input{nodeLabels: map[string]map[string]string{}, podLabels: map[string]map[string]string{}, summaries: map[string]*statsv1alpha1.Summary{},
+		received: map[string]time.Time{}}
 	for _, n := range ready {
 		in.nodeLabels[n.Name] = n.Labels
 	}
@@ -149,6 +152,7 @@ func (s *Scraper) Scrape(ctx context.Context) error {
 	for i, sum := range results {
 		if sum != nil {
 			in.summaries[ready[i].Name] = sum
+			in.received[ready[i].Name] = received[i]
 		}
 	}
 	s.mu.Lock()
@@ -157,20 +161,22 @@ func (s *Scraper) Scrape(ctx context.Context) error {
 	return nil
 }
 
-func (s *Scraper) fetch(ctx context.Context, node string) (*Summary, error) {
+// fetch reads node's stats summary and returns it with when it arrived.
+func (s *Scraper) fetch(ctx context.Context, node string) (*statsv1alpha1.Summary, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	raw, err := s.cfg.Client.CoreV1().RESTClient().Get().
 		Resource("nodes").Name(node).SubResource("proxy").Suffix("stats", "summary").
 		SetHeader("Accept", "application/json").DoRaw(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("node %s stats summary: %w: %w", node, errdefs.ErrUnavailable, err)
+		return nil, time.Time{}, fmt.Errorf("node %s stats summary: %w: %w", node, errdefs.ErrUnavailable, err)
 	}
-	sum := Summary{received: time.Now()}
+	received := time.Now()
+	var sum statsv1alpha1.Summary
 	if err := json.Unmarshal(raw, &sum); err != nil {
-		return nil, fmt.Errorf("node %s stats summary: %w: %w", node, errdefs.ErrInvalid, err)
+		return nil, time.Time{}, fmt.Errorf("node %s stats summary: %w: %w", node, errdefs.ErrInvalid, err)
 	}
-	return &sum, nil
+	return &sum, received, nil
 }
 
 func nodeReady(n *corev1.Node) bool {

@@ -15,9 +15,8 @@ import (
 
 	"github.com/tugboat-dev/tugboat/kernel/agent/sim"
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
-	"github.com/tugboat-dev/tugboat/kernel/loopback"
+	"github.com/tugboat-dev/tugboat/kernel/apiserver/apiservertest"
 	"github.com/tugboat-dev/tugboat/kernel/metrics"
-	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
 )
 
 // TestScraperSim runs the whole pipeline in process: a real API server
@@ -25,17 +24,7 @@ import (
 // proxy, the scraper turns them into metrics, and the metrics clientset
 // (what kubectl top uses) reads them from metrics.k8s.io.
 func TestScraperSim(t *testing.T) {
-	st, err := tbadger.Open(tbadger.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	api, err := apiserver.New(apiserver.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(api.Close)
-	cfg := loopback.Config(api.Handler(), apiserver.User{Name: "system:admin", Groups: []string{"system:masters"}})
+	api, cfg := apiservertest.Start(t, apiserver.Config{})
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -6,74 +6,26 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 )
 
-// The subset of the kubelet's Summary API (k8s.io/kubelet/pkg/apis/stats/
-// v1alpha1) that resource metrics need, with its JSON shape; node agents
-// (real and simulated) serve it at stats/summary.
-type (
-	// Summary is a node's stats summary. Times are RFC 3339 with
-	// fractions of a second when the agent gives them (the kubelet's
-	// metav1.Time has whole seconds, too coarse for a rate over a few
-	// seconds: readings with whole-second times are taken as made when
-	// the scraper received them).
-	Summary struct {
-		Node NodeStats  `json:"node"`
-		Pods []PodStats `json:"pods"`
-		// received is when the scraper got the summary.
-		received time.Time
-	}
-	// NodeStats is the node's own use (CPU and Memory are optional: a
-	// node that does not report them is credited with its pods' use).
-	NodeStats struct {
-		NodeName  string       `json:"nodeName"`
-		StartTime time.Time    `json:"startTime,omitzero"`
-		CPU       *CPUStats    `json:"cpu,omitempty"`
-		Memory    *MemoryStats `json:"memory,omitempty"`
-	}
-	// PodReference names a pod.
-	PodReference struct {
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
-		UID       string `json:"uid"`
-	}
-	// PodStats is one pod's use, by container.
-	PodStats struct {
-		PodRef     PodReference     `json:"podRef"`
-		StartTime  time.Time        `json:"startTime,omitzero"`
-		Containers []ContainerStats `json:"containers"`
-		CPU        *CPUStats        `json:"cpu,omitempty"`
-		Memory     *MemoryStats     `json:"memory,omitempty"`
-	}
-	// ContainerStats is one container's use.
-	ContainerStats struct {
-		Name      string       `json:"name"`
-		StartTime time.Time    `json:"startTime,omitzero"`
-		CPU       *CPUStats    `json:"cpu,omitempty"`
-		Memory    *MemoryStats `json:"memory,omitempty"`
-	}
-	// CPUStats is a cumulative CPU reading (and the agent's own rate,
-	// which the scraper does not use: rates are its own, between its
-	// readings).
-	CPUStats struct {
-		Time                 time.Time `json:"time"`
-		UsageNanoCores       *uint64   `json:"usageNanoCores,omitempty"`
-		UsageCoreNanoSeconds *uint64   `json:"usageCoreNanoSeconds,omitempty"`
-	}
-	// MemoryStats is a memory reading.
-	MemoryStats struct {
-		Time            time.Time `json:"time"`
-		WorkingSetBytes *uint64   `json:"workingSetBytes,omitempty"`
-	}
-)
+// Node agents (real and simulated) serve the kubelet's Summary API
+// (k8s.io/kubelet/pkg/apis/stats/v1alpha1) at stats/summary; resource
+// metrics read each container's (and the node's, when given) cumulative
+// CPU and memory working set from it. Times are RFC 3339; the kubelet's
+// metav1.Time marshals whole seconds, too coarse for a rate over a few
+// seconds, so readings with whole-second times are taken as made when
+// the scraper received them (the simulator gives fractions of a second,
+// which decode as given).
 
 // input is what one scrape read.
 type input struct {
 	now        time.Time
-	summaries  map[string]*Summary          // by node, for the nodes read
-	nodeLabels map[string]map[string]string // every Ready node
-	podLabels  map[string]map[string]string // namespace/name -> labels, every pod
+	summaries  map[string]*statsv1alpha1.Summary // by node, for the nodes read
+	received   map[string]time.Time              // by node: when its summary arrived (if known)
+	nodeLabels map[string]map[string]string      // every Ready node
+	podLabels  map[string]map[string]string      // namespace/name -> labels, every pod
 }
 
 // next computes the state after a scrape: the rates between the previous
@@ -136,7 +88,7 @@ func nodeOf(s sample) string { return s.node }
 
 // podMetrics records ps's readings in out and returns its metrics when
 // every container has a rate.
-func podMetrics(st, out state, in input, node string, ps *PodStats) (metricsv1beta1.PodMetrics, uint64, uint64, bool) {
+func podMetrics(st, out state, in input, node string, ps *statsv1alpha1.PodStats) (metricsv1beta1.PodMetrics, uint64, uint64, bool) {
 	key := ps.PodRef.Namespace + "/" + ps.PodRef.Name
 	labels, exists := in.podLabels[key]
 	if !exists || len(ps.Containers) == 0 {
@@ -155,7 +107,7 @@ func podMetrics(st, out state, in input, node string, ps *PodStats) (metricsv1be
 			complete = false
 			continue
 		}
-		cur := sample{at: readAt(c.CPU.Time, in.summaries[node]), cpu: *c.CPU.UsageCoreNanoSeconds, started: c.StartTime,
+		cur := sample{at: readAt(c.CPU.Time.Time, in.received[node]), cpu: *c.CPU.UsageCoreNanoSeconds, started: c.StartTime.Time,
 			memory: *c.Memory.WorkingSetBytes, node: node}
 		ck := key + "/" + c.Name
 		out.containers[ck] = cur
@@ -186,14 +138,14 @@ func podMetrics(st, out state, in input, node string, ps *PodStats) (metricsv1be
 }
 
 // nodeMetrics records the node's reading in out and returns its metrics.
-func nodeMetrics(st, out state, in input, name string, sum *Summary, podCPU, podMem uint64) (metricsv1beta1.NodeMetrics, bool) {
+func nodeMetrics(st, out state, in input, name string, sum *statsv1alpha1.Summary, podCPU, podMem uint64) (metricsv1beta1.NodeMetrics, bool) {
 	nm := metricsv1beta1.NodeMetrics{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: in.nodeLabels[name],
 		CreationTimestamp: metav1.NewTime(in.now)}}
 	prev, seen := st.nodes[name]
 	own := sum.Node.CPU != nil && sum.Node.CPU.UsageCoreNanoSeconds != nil && sum.Node.Memory != nil && sum.Node.Memory.WorkingSetBytes != nil
 	cur := sample{at: in.now, node: name}
 	if own {
-		cur = sample{at: readAt(sum.Node.CPU.Time, sum), cpu: *sum.Node.CPU.UsageCoreNanoSeconds, started: sum.Node.StartTime,
+		cur = sample{at: readAt(sum.Node.CPU.Time.Time, in.received[name]), cpu: *sum.Node.CPU.UsageCoreNanoSeconds, started: sum.Node.StartTime.Time,
 			memory: *sum.Node.Memory.WorkingSetBytes, node: name}
 	}
 	out.nodes[name] = cur
@@ -216,11 +168,11 @@ func nodeMetrics(st, out state, in input, name string, sum *Summary, podCPU, pod
 
 // readAt is when a reading was made: its own time if it has fractions of
 // a second, else when its summary was received (if known).
-func readAt(t time.Time, sum *Summary) time.Time {
-	if t.Nanosecond() != 0 || sum == nil || sum.received.IsZero() {
+func readAt(t, received time.Time) time.Time {
+	if t.Nanosecond() != 0 || received.IsZero() {
 		return t
 	}
-	return sum.received
+	return received
 }
 
 func later(a, b time.Time) time.Time {

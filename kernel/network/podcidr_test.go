@@ -13,27 +13,16 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
+	"github.com/tugboat-dev/tugboat/kernel/apiserver/apiservertest"
 	"github.com/tugboat-dev/tugboat/kernel/errdefs"
-	"github.com/tugboat-dev/tugboat/kernel/loopback"
 	"github.com/tugboat-dev/tugboat/kernel/network"
-	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
 )
 
 // newClient starts an API server over a real Badger store and returns an
 // in-process client.
 func newClient(t testing.TB) kubernetes.Interface {
 	t.Helper()
-	st, err := tbadger.Open(tbadger.Options{Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	api, err := apiserver.New(apiserver.Config{Store: st, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("new apiserver: %v", err)
-	}
-	t.Cleanup(api.Close)
-	cfg := loopback.Config(api.Handler(), apiserver.User{Name: "system:admin", Groups: []string{"system:masters"}})
+	_, cfg := apiservertest.Start(t, apiserver.Config{Logger: slog.New(slog.DiscardHandler)})
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

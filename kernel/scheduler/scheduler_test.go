@@ -16,10 +16,9 @@ import (
 
 	"github.com/tugboat-dev/tugboat/hostapi"
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
+	"github.com/tugboat-dev/tugboat/kernel/apiserver/apiservertest"
 	"github.com/tugboat-dev/tugboat/kernel/leaderelect"
-	"github.com/tugboat-dev/tugboat/kernel/loopback"
 	"github.com/tugboat-dev/tugboat/kernel/scheduler"
-	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
 )
 
 // capacityPlugin admits at most max pods per node ("node(s) are full")
@@ -137,17 +136,8 @@ func (p *capacityPlugin) Call(_ context.Context, export string, req []byte) ([]b
 
 func startAPI(t testing.TB) *rest.Config {
 	t.Helper()
-	st, err := tbadger.Open(tbadger.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	api, err := apiserver.New(apiserver.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(api.Close)
-	return loopback.Config(api.Handler(), apiserver.User{Name: "system:admin", Groups: []string{"system:masters"}})
+	_, cfg := apiservertest.Start(t, apiserver.Config{})
+	return cfg
 }
 
 func newPod(name, schedulerName string) *corev1.Pod {

@@ -1,15 +1,17 @@
 package sim
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-
-	"github.com/tugboat-dev/tugboat/kernel/metrics"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
 // Synthetic resource use: a simulated pod runs nothing, so it uses what
@@ -52,14 +54,34 @@ func (c *Cluster) Handler(name string) http.Handler {
 			http.Error(w, "node "+n.name+" is stopped", http.StatusServiceUnavailable)
 			return
 		}
+		now := time.Now()
+		body, err := json.Marshal(c.summary(n, now))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(c.summary(n, time.Now()))
+		_, _ = w.Write(preciseReadings(body, now))
 	})
 }
 
+// preciseReadings gives the readings' times (every "time" of body is now)
+// their fractions of a second: metav1.Time marshals whole seconds, and a
+// scraper computes exact rates from readings milliseconds apart only with
+// the fractions (it takes whole-second times as made when it received
+// them, which is close enough over a real scrape interval only).
+func preciseReadings(body []byte, now time.Time) []byte {
+	whole, err := metav1.NewTime(now).MarshalJSON()
+	if err != nil {
+		return body
+	}
+	precise := strconv.AppendQuote(nil, now.UTC().Format(time.RFC3339Nano))
+	return bytes.ReplaceAll(body, append([]byte(`"time":`), whole...), append([]byte(`"time":`), precise...))
+}
+
 // summary is node n's stats summary at now.
-func (c *Cluster) summary(n *node, now time.Time) *metrics.Summary {
-	out := &metrics.Summary{Node: metrics.NodeStats{NodeName: n.name}, Pods: []metrics.PodStats{}}
+func (c *Cluster) summary(n *node, now time.Time) *statsv1alpha1.Summary {
+	out := &statsv1alpha1.Summary{Node: statsv1alpha1.NodeStats{NodeName: n.name}, Pods: []statsv1alpha1.PodStats{}}
 	objs, _ := c.pods.GetIndexer().ByIndex(nodeIndex, n.name)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -97,14 +119,14 @@ func (c *Cluster) summary(n *node, now time.Time) *metrics.Summary {
 			ctr.at = now
 		}
 		k := len(pod.Spec.Containers)
-		ps := metrics.PodStats{PodRef: metrics.PodReference{Name: pod.Name, Namespace: pod.Namespace, UID: string(pod.UID)},
-			StartTime: start}
+		ps := statsv1alpha1.PodStats{PodRef: statsv1alpha1.PodReference{Name: pod.Name, Namespace: pod.Namespace, UID: string(pod.UID)},
+			StartTime: metav1.NewTime(start)}
 		for _, cs := range pod.Spec.Containers {
 			total, ws := uint64(ctr.total/float64(k)), uint64(mem/int64(k))
-			ps.Containers = append(ps.Containers, metrics.ContainerStats{
-				Name: cs.Name, StartTime: start,
-				CPU:    &metrics.CPUStats{Time: now, UsageCoreNanoSeconds: &total},
-				Memory: &metrics.MemoryStats{Time: now, WorkingSetBytes: &ws},
+			ps.Containers = append(ps.Containers, statsv1alpha1.ContainerStats{
+				Name: cs.Name, StartTime: metav1.NewTime(start),
+				CPU:    &statsv1alpha1.CPUStats{Time: metav1.NewTime(now), UsageCoreNanoSeconds: &total},
+				Memory: &statsv1alpha1.MemoryStats{Time: metav1.NewTime(now), WorkingSetBytes: &ws},
 			})
 		}
 		out.Pods = append(out.Pods, ps)

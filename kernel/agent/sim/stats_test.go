@@ -10,9 +10,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	"github.com/tugboat-dev/tugboat/kernel/agent/sim"
-	"github.com/tugboat-dev/tugboat/kernel/metrics"
 )
 
 // TestStatsSummary: a simulated node serves stats/summary with the
@@ -36,11 +36,11 @@ func TestStatsSummary(t *testing.T) {
 		}
 		waitPhase(t, cs, p.Name, corev1.PodRunning)
 	}
-	get := func(path string) (*httptest.ResponseRecorder, *metrics.Summary) {
+	get := func(path string) (*httptest.ResponseRecorder, *statsv1alpha1.Summary) {
 		t.Helper()
 		rec := httptest.NewRecorder()
 		c.Handler("sim-0").ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
-		var sum metrics.Summary
+		var sum statsv1alpha1.Summary
 		if rec.Code == http.StatusOK {
 			if err := json.Unmarshal(rec.Body.Bytes(), &sum); err != nil {
 				t.Fatal(err)
@@ -53,7 +53,7 @@ func TestStatsSummary(t *testing.T) {
 	}
 	// The informer may lag the annotation; the summary lists busy once
 	// the simulator has seen it.
-	var first *metrics.Summary
+	var first *statsv1alpha1.Summary
 	waitFor(t, "busy in sim-0's summary", func() (bool, error) {
 		_, first = get("/stats/summary")
 		return len(first.Pods) == 1, nil
@@ -71,7 +71,7 @@ func TestStatsSummary(t *testing.T) {
 	}
 	for i, ctr := range second.Pods[0].Containers {
 		prev := first.Pods[0].Containers[i]
-		dt := ctr.CPU.Time.Sub(prev.CPU.Time).Seconds()
+		dt := ctr.CPU.Time.Sub(prev.CPU.Time.Time).Seconds()
 		rate := float64(*ctr.CPU.UsageCoreNanoSeconds-*prev.CPU.UsageCoreNanoSeconds) / dt
 		if rate < 249e6 || rate > 251e6 || *ctr.Memory.WorkingSetBytes != 5<<20 {
 			t.Errorf("container %s: %.0f nanocores, %d bytes; want half of 500m and of 10Mi", ctr.Name, rate, *ctr.Memory.WorkingSetBytes)

@@ -13,9 +13,8 @@ import (
 
 	"github.com/tugboat-dev/tugboat/kernel/agent"
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
+	"github.com/tugboat-dev/tugboat/kernel/apiserver/apiservertest"
 	"github.com/tugboat-dev/tugboat/kernel/dataplane/containerd/containerdtest"
-	"github.com/tugboat-dev/tugboat/kernel/loopback"
-	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
 )
 
 // TestAgentRunsPods runs the node agent on the containerd runtime against
@@ -23,17 +22,7 @@ import (
 // containerd` takes.
 func TestAgentRunsPods(t *testing.T) {
 	e := newEnv(t)
-	st, err := tbadger.Open(tbadger.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	api, err := apiserver.New(apiserver.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(api.Close)
-	cfg := loopback.Config(api.Handler(), apiserver.User{Name: "system:admin", Groups: []string{"system:masters"}})
+	_, cfg := apiservertest.Start(t, apiserver.Config{})
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -19,9 +19,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
-	"github.com/tugboat-dev/tugboat/kernel/loopback"
+	"github.com/tugboat-dev/tugboat/kernel/apiserver/apiservertest"
 	"github.com/tugboat-dev/tugboat/kernel/network/dns"
-	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
 )
 
 // Every query here goes to 127.0.0.1 (the server under test or a fake
@@ -29,17 +28,7 @@ import (
 
 func newClient(t testing.TB) kubernetes.Interface {
 	t.Helper()
-	st, err := tbadger.Open(tbadger.Options{Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	api, err := apiserver.New(apiserver.Config{Store: st, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("new apiserver: %v", err)
-	}
-	t.Cleanup(api.Close)
-	cfg := loopback.Config(api.Handler(), apiserver.User{Name: "system:admin", Groups: []string{"system:masters"}})
+	_, cfg := apiservertest.Start(t, apiserver.Config{Logger: slog.New(slog.DiscardHandler)})
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatalf("client: %v", err)

@@ -12,25 +12,15 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tugboat-dev/tugboat/kernel/apiserver"
-	inproc "github.com/tugboat-dev/tugboat/kernel/loopback"
+	"github.com/tugboat-dev/tugboat/kernel/apiserver/apiservertest"
 	"github.com/tugboat-dev/tugboat/kernel/network/nettest"
 	"github.com/tugboat-dev/tugboat/kernel/network/proxy"
-	tbadger "github.com/tugboat-dev/tugboat/kernel/store/badger"
 )
 
 func newClient(t testing.TB) kubernetes.Interface {
 	t.Helper()
-	st, err := tbadger.Open(tbadger.Options{Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	api, err := apiserver.New(apiserver.Config{Store: st, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("new apiserver: %v", err)
-	}
-	t.Cleanup(api.Close)
-	cs, err := kubernetes.NewForConfig(inproc.Config(api.Handler(), apiserver.User{Name: "system:admin", Groups: []string{"system:masters"}}))
+	_, cfg := apiservertest.Start(t, apiserver.Config{Logger: slog.New(slog.DiscardHandler)})
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatalf("client: %v", err)
 	}
