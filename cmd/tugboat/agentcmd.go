@@ -97,7 +97,9 @@ func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 	}
 	var cfg Config
 	cfg.Log.Level, cfg.Log.Format = f.logLevel, f.logFormat
-	logger := newLogger(cfg, stderr).With("component", "agent")
+	base := newLogger(cfg, stderr)
+	setClientGoLog(base)
+	logger := base.With("component", "agent")
 	if f.nodeName == "" {
 		f.nodeName = defaultNodeName()
 	}

@@ -25,6 +25,7 @@ import (
 var version string
 
 func main() {
+	installClientGoLog()
 	cmd := newRootCommand()
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "tugboat: %v\n", err)

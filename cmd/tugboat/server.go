@@ -79,6 +79,7 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 // (up to shutdown-timeout), and the store closes.
 func runServer(ctx context.Context, cfg Config, stdout, stderr io.Writer) (err error) {
 	logger := newLogger(cfg, stderr)
+	setClientGoLog(logger)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
