@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -146,15 +147,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("dns: caches did not sync: %w", errdefs.ErrUnavailable)
 	}
-	pc, err := net.ListenPacket("udp", s.cfg.Addr)
+	pc, ln, err := listenUDPTCP(s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("dns: listen udp: %w", err)
-	}
-	// TCP on the same port as UDP (which may have been chosen freely).
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("dns: listen tcp: %w", err)
+		return err
 	}
 	udp := &mdns.Server{PacketConn: pc, Handler: s}
 	tcp := &mdns.Server{Listener: ln, Handler: s}
@@ -456,4 +451,32 @@ func Resolv(nameserver netip.Addr, ns, zone string) string {
 	return "nameserver " + nameserver.String() + "\n" +
 		"search " + ns + ".svc." + zone + " svc." + zone + " " + zone + "\n" +
 		"options ndots:" + strconv.Itoa(5) + "\n"
+}
+
+// listenUDPTCP listens on addr for UDP and on the same port for TCP. With
+// port 0 the kernel picks the UDP port, and that port may already be taken
+// for TCP by an unrelated socket, so a free pair is looked for a few times.
+func listenUDPTCP(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dns: listen address %q: %w", addr, errdefs.ErrInvalid)
+	}
+	tries := 1
+	if port == "0" {
+		tries = 20
+	}
+	for i := 0; ; i++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dns: listen udp: %w", err)
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if i+1 >= tries || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("dns: listen tcp: %w", err)
+		}
+	}
 }
