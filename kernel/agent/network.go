@@ -207,28 +207,18 @@ func (a *Agent) setupPodNetwork(pod *corev1.Pod) error {
 	if err != nil {
 		return err
 	}
-	if n.nameserver.IsValid() && clusterDNS(pod) {
+	host, _ := os.ReadFile("/etc/resolv.conf") // only for dnsPolicy Default with dnsConfig
+	if content, ok := dns.PodResolv(pod, n.nameserver, n.cfg.ClusterDomain, host); ok {
 		dir := a.podDir(uid)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("resolv.conf: %w", err)
 		}
-		content := dns.Resolv(n.nameserver, pod.Namespace, n.cfg.ClusterDomain)
 		if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(content), 0o644); err != nil {
 			return fmt.Errorf("resolv.conf: %w", err)
 		}
 	}
 	n.att[uid] = att
 	return nil
-}
-
-// clusterDNS reports whether a pod's dnsPolicy names the cluster DNS
-// (ClusterFirst, the default; ClusterFirstWithHostNet).
-func clusterDNS(pod *corev1.Pod) bool {
-	switch pod.Spec.DNSPolicy {
-	case "", corev1.DNSClusterFirst, corev1.DNSClusterFirstWithHostNet:
-		return true
-	}
-	return false
 }
 
 // netSpec puts a container of a pod-network pod into the pod's namespace

@@ -27,7 +27,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -440,17 +439,6 @@ func (s *Server) a(name string, ip netip.Addr) mdns.RR {
 func (s *Server) soa() mdns.RR {
 	return &mdns.SOA{Hdr: s.hdr(s.zone, mdns.TypeSOA), Ns: "ns.dns." + s.zone, Mbox: "hostmaster." + s.zone,
 		Serial: uint32(time.Now().Unix()), Refresh: 7200, Retry: 1800, Expire: 86400, Minttl: s.cfg.TTL}
-}
-
-// Resolv is the resolv.conf content for a pod in namespace ns using the
-// server at nameserver (ndots 5 and the search path Kubernetes gives pods).
-func Resolv(nameserver netip.Addr, ns, zone string) string {
-	if zone == "" {
-		zone = DefaultZone
-	}
-	return "nameserver " + nameserver.String() + "\n" +
-		"search " + ns + ".svc." + zone + " svc." + zone + " " + zone + "\n" +
-		"options ndots:" + strconv.Itoa(5) + "\n"
 }
 
 // listenUDPTCP listens on addr for UDP and on the same port for TCP. With

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -216,11 +215,44 @@ func TestDNSForwards(t *testing.T) {
 	}
 }
 
-func TestResolv(t *testing.T) {
-	got := dns.Resolv(netip.MustParseAddr("10.96.0.10"), "prod", "")
-	for _, want := range []string{"nameserver 10.96.0.10\n", "search prod.svc.cluster.local svc.cluster.local cluster.local\n", "options ndots:5\n"} {
-		if !strings.Contains(got, want) {
-			t.Fatalf("resolv.conf %q lacks %q", got, want)
-		}
+// TestPodResolv checks a pod's resolv.conf for each dnsPolicy, with and
+// without dnsConfig, against what kubelet writes.
+func TestPodResolv(t *testing.T) {
+	dnsIP := netip.MustParseAddr("10.96.0.10")
+	host := []byte("# node file\nnameserver 192.0.2.53\nsearch corp.example\noptions timeout:2 ndots:1\n")
+	two := "2"
+	cfg := &corev1.PodDNSConfig{
+		Nameservers: []string{"192.0.2.99", "10.96.0.10"},
+		Searches:    []string{"extra.example", "svc.cluster.local"},
+		Options:     []corev1.PodDNSConfigOption{{Name: "ndots", Value: &two}, {Name: "edns0"}},
+	}
+	pod := func(policy corev1.DNSPolicy, c *corev1.PodDNSConfig) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "prod"}, Spec: corev1.PodSpec{DNSPolicy: policy, DNSConfig: c}}
+	}
+	for _, tc := range []struct {
+		name       string
+		pod        *corev1.Pod
+		nameserver netip.Addr
+		want       string // "" = no file: the pod sees the node's
+	}{
+		{"cluster-first-default", pod("", nil), dnsIP,
+			"nameserver 10.96.0.10\nsearch prod.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"},
+		{"cluster-first-with-config", pod(corev1.DNSClusterFirst, cfg), dnsIP,
+			"nameserver 10.96.0.10\nnameserver 192.0.2.99\n" +
+				"search prod.svc.cluster.local svc.cluster.local cluster.local extra.example\noptions ndots:2 edns0\n"},
+		{"cluster-first-without-cluster-dns", pod(corev1.DNSClusterFirst, nil), netip.Addr{}, ""},
+		{"default", pod(corev1.DNSDefault, nil), dnsIP, ""},
+		{"default-with-config", pod(corev1.DNSDefault, cfg), dnsIP,
+			"nameserver 192.0.2.53\nnameserver 192.0.2.99\nnameserver 10.96.0.10\n" +
+				"search corp.example extra.example svc.cluster.local\noptions timeout:2 ndots:2 edns0\n"},
+		{"none", pod(corev1.DNSNone, cfg), dnsIP,
+			"nameserver 192.0.2.99\nnameserver 10.96.0.10\nsearch extra.example svc.cluster.local\noptions ndots:2 edns0\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := dns.PodResolv(tc.pod, tc.nameserver, "", host)
+			if ok != (tc.want != "") || got != tc.want {
+				t.Fatalf("PodResolv = %q, %v; want %q", got, ok, tc.want)
+			}
+		})
 	}
 }
