@@ -410,29 +410,7 @@ func compare(a, b string) int {
 
 // event records an event about the CronJob (best effort).
 func event(meta *kube.Meta, typ, reason, message string, now time.Time) {
-	ts := kube.FormatTime(now)
-	b := []byte(`{"apiVersion":"v1","kind":"Event","metadata":{"generateName":`)
-	b = rawjson.AppendString(b, meta.Name+".")
-	b = append(b, `,"namespace":`...)
-	b = rawjson.AppendString(b, meta.Namespace)
-	b = append(b, `},"involvedObject":{"apiVersion":"batch/v1","kind":"CronJob","namespace":`...)
-	b = rawjson.AppendString(b, meta.Namespace)
-	b = append(b, `,"name":`...)
-	b = rawjson.AppendString(b, meta.Name)
-	b = append(b, `,"uid":`...)
-	b = rawjson.AppendString(b, meta.UID)
-	b = append(b, `},"type":`...)
-	b = rawjson.AppendString(b, typ)
-	b = append(b, `,"reason":`...)
-	b = rawjson.AppendString(b, reason)
-	b = append(b, `,"message":`...)
-	b = rawjson.AppendString(b, message)
-	b = append(b, `,"source":{"component":"cronjob-controller"},"count":1,"firstTimestamp":`...)
-	b = rawjson.AppendString(b, ts)
-	b = append(b, `,"lastTimestamp":`...)
-	b = rawjson.AppendString(b, ts)
-	b = append(b, '}')
-	_, _ = sdk.CreateObject("events", meta.Namespace, b)
+	kube.RecordEvent(kube.Involved{APIVersion: "batch/v1", Kind: "CronJob", Meta: meta}, "cronjob-controller", typ, reason, message, now)
 }
 
 func mustGet(v rawjson.Value, path ...string) rawjson.Value {

@@ -513,27 +513,8 @@ func writeStatus(obj rawjson.Value, meta *kube.Meta, out *outcome, now time.Time
 
 // event records an event about the HPA (best effort).
 func event(meta *kube.Meta, reason, message string, now time.Time) {
-	ts := kube.FormatTime(now)
-	b := []byte(`{"apiVersion":"v1","kind":"Event","metadata":{"generateName":`)
-	b = rawjson.AppendString(b, meta.Name+".")
-	b = append(b, `,"namespace":`...)
-	b = rawjson.AppendString(b, meta.Namespace)
-	b = append(b, `},"involvedObject":{"apiVersion":"autoscaling/v2","kind":"HorizontalPodAutoscaler","namespace":`...)
-	b = rawjson.AppendString(b, meta.Namespace)
-	b = append(b, `,"name":`...)
-	b = rawjson.AppendString(b, meta.Name)
-	b = append(b, `,"uid":`...)
-	b = rawjson.AppendString(b, meta.UID)
-	b = append(b, `},"type":"Normal","reason":`...)
-	b = rawjson.AppendString(b, reason)
-	b = append(b, `,"message":`...)
-	b = rawjson.AppendString(b, message)
-	b = append(b, `,"source":{"component":"horizontal-pod-autoscaler"},"count":1,"firstTimestamp":`...)
-	b = rawjson.AppendString(b, ts)
-	b = append(b, `,"lastTimestamp":`...)
-	b = rawjson.AppendString(b, ts)
-	b = append(b, '}')
-	_, _ = sdk.CreateObject("events", meta.Namespace, b)
+	kube.RecordEvent(kube.Involved{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler", Meta: meta},
+		"horizontal-pod-autoscaler", "Normal", reason, message, now)
 }
 
 func mustGet(v rawjson.Value, path ...string) rawjson.Value {
