@@ -79,6 +79,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
+			t.Logf("containerd log (tail):\n%s", tail(b, 4000))
+		}
 		d.stop()
 		killShims(dir)
 		unmountUnder(dir)
@@ -110,16 +114,29 @@ func (d *Daemon) launch() error {
 	cmd := exec.Command("containerd", "--config", filepath.Join(d.Dir, "config.toml"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// Pdeathsig follows the thread that started the child: keep it alive.
-	runtime.LockOSThread()
-	err = cmd.Start()
-	runtime.UnlockOSThread()
-	if err != nil {
+	// Pdeathsig fires when the thread that started the child exits, not
+	// the process. Go ends a thread whenever a goroutine exits while locked
+	// to it (the netns code does that on purpose), so a launcher thread
+	// that returned to the pool could be ended by an unrelated test and
+	// take containerd with it. One goroutine starts the daemon and waits
+	// for it, keeping its thread locked, and so alive, for the daemon's
+	// whole life.
+	started, exited := make(chan error, 1), make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		exited <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
 		logf.Close()
 		return err
 	}
-	d.cmd, d.logf, d.exited = cmd, logf, make(chan error, 1)
-	go func() { d.exited <- cmd.Wait() }()
+	d.cmd, d.logf, d.exited = cmd, logf, exited
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if c, err := net.Dial("unix", d.Address); err == nil {
