@@ -12,7 +12,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/util/httpstream/wsstream"
 
 	"github.com/tugboat-dev/tugboat/kernel/dataplane"
 )
@@ -72,12 +71,7 @@ func (a *Agent) serveAttach(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var s *execStreams
-	if wsstream.IsWebSocketRequest(r) {
-		s, err = webSocketStreams(w, r, o)
-	} else {
-		s, err = spdyStreams(w, r, o)
-	}
+	s, err := upgradeStreams(w, r, o)
 	if err != nil {
 		a.log.Debug("agent: attach streams", "err", err)
 		return // the upgrade path already answered

@@ -75,12 +75,7 @@ func (a *Agent) serveExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o := parseStreamOptions(r)
-	var s *execStreams
-	if wsstream.IsWebSocketRequest(r) {
-		s, err = webSocketStreams(w, r, o)
-	} else {
-		s, err = spdyStreams(w, r, o)
-	}
+	s, err := upgradeStreams(w, r, o)
 	if err != nil {
 		a.log.Debug("agent: exec streams", "err", err)
 		return // the upgrade path already answered
@@ -282,4 +277,14 @@ func spdyStreams(w http.ResponseWriter, r *http.Request, o streamOptions) (*exec
 		s.writeStatus = legacyStatusWriter(errStream)
 	}
 	return s, nil
+}
+
+// upgradeStreams upgrades an exec or attach request to the remote-command
+// streams kubectl asked for: WebSocket (kubectl >= 1.31) or SPDY. On an
+// error the upgrade path has already answered the request.
+func upgradeStreams(w http.ResponseWriter, r *http.Request, o streamOptions) (*execStreams, error) {
+	if wsstream.IsWebSocketRequest(r) {
+		return webSocketStreams(w, r, o)
+	}
+	return spdyStreams(w, r, o)
 }

@@ -183,24 +183,7 @@ func TestSchedulerBindsAndReports(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	prof, err := scheduler.NewProfile(scheduler.DefaultSchedulerName, []scheduler.PluginConfig{
-		{Plugin: &capacityPlugin{max: 2}, Filter: true, Score: true},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := scheduler.New(scheduler.Config{Client: cfg, Profiles: []*scheduler.Profile{prof}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	s := runCapacityScheduler(t, ctx, cancel, cfg, 2)
 	for i := range 7 {
 		if _, err := cs.CoreV1().Pods("default").Create(ctx, newPod(fmt.Sprintf("p%d", i), ""), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -353,24 +336,7 @@ func TestSchedulerPreempts(t *testing.T) {
 	}
 	create("low-0", "node-0", 1, false)
 	create("low-1", "node-1", 2, false)
-	prof, err := scheduler.NewProfile(scheduler.DefaultSchedulerName, []scheduler.PluginConfig{
-		{Plugin: &capacityPlugin{max: 1}, Filter: true, Score: true},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := scheduler.New(scheduler.Config{Client: cfg, Profiles: []*scheduler.Profile{prof}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	runCapacityScheduler(t, ctx, cancel, cfg, 1)
 	get := func(name string) (*corev1.Pod, bool) {
 		p, err := cs.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
 		return p, err == nil
@@ -513,4 +479,30 @@ func TestSchedulerLeaderElection(t *testing.T) {
 	if first.Bound() != 5 || second.Bound() != 3 {
 		t.Fatalf("bound by first %d, by second %d; want 5 and 3", first.Bound(), second.Bound())
 	}
+}
+
+// runCapacityScheduler runs a scheduler whose one plugin admits max pods
+// per node until the test ends (cancel stops it; its error fails the
+// test) and returns it.
+func runCapacityScheduler(t *testing.T, ctx context.Context, cancel context.CancelFunc, cfg *rest.Config, max int) *scheduler.Scheduler {
+	t.Helper()
+	prof, err := scheduler.NewProfile(scheduler.DefaultSchedulerName, []scheduler.PluginConfig{
+		{Plugin: &capacityPlugin{max: max}, Filter: true, Score: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := scheduler.New(scheduler.Config{Client: cfg, Profiles: []*scheduler.Profile{prof}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return s
 }
