@@ -28,6 +28,7 @@ import (
 	ctrd "github.com/tugboat-dev/tugboat/kernel/dataplane/containerd"
 	"github.com/tugboat-dev/tugboat/kernel/network"
 	"github.com/tugboat-dev/tugboat/kernel/pki"
+	"github.com/tugboat-dev/tugboat/kernel/procmaps"
 )
 
 // agentFlags are `tugboat agent`'s settings.
@@ -251,24 +252,13 @@ func trimBinaryPages() {
 	if p, err := filepath.EvalSymlinks(exe); err == nil {
 		exe = p
 	}
-	maps, err := os.ReadFile("/proc/self/maps")
+	maps, err := procmaps.Self()
 	if err != nil {
 		return
 	}
-	for _, line := range strings.Split(string(maps), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 6 || f[5] != exe || strings.Contains(f[1], "w") {
-			continue
+	for _, m := range maps {
+		if m.Path == exe && !strings.Contains(m.Perms, "w") {
+			_ = m.Advise(unix.MADV_PAGEOUT)
 		}
-		lo, hi, ok := strings.Cut(f[0], "-")
-		if !ok {
-			continue
-		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || end <= start {
-			continue
-		}
-		unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_PAGEOUT)
 	}
 }

@@ -80,7 +80,12 @@ func (s *Store) Compact(ctx context.Context, rev int64) error {
 	if err := s.submit(ctx, &request{kind: opCompact, ifRev: rev}); err != nil {
 		return fmt.Errorf("compact to %d: %w", rev, err)
 	}
-	return s.purgeEvents(ctx, s.CompactedRevision())
+	err := s.purgeEvents(ctx, s.CompactedRevision())
+	select { // values of versions compacted away are value-log garbage now
+	case s.gcKick <- struct{}{}:
+	default:
+	}
+	return err
 }
 
 // purgeEvents deletes event-log entries at or below rev, in chunks, so a

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -44,6 +43,14 @@ const (
 
 	DefaultMemTableSize = 64 << 20
 
+	// ValueThreshold is the value size from which Badger keeps a value in
+	// its value log rather than in the LSM tree: Kubernetes objects (pods,
+	// deployments: a few KiB) are written once to the value log instead of
+	// being rewritten by every LSM compaction; small values (leases, the
+	// event log, metadata) stay in the tree. See RATIONALE: "Why do values
+	// live in Badger's value log?".
+	ValueThreshold = 1 << 10
+
 	maxBatchOps = 1024
 )
 
@@ -54,7 +61,8 @@ type Options struct {
 	// InMemory keeps everything in memory (no durability); for unit tests.
 	InMemory bool
 	// MaxValueSize bounds a value in bytes (ErrTooLarge beyond it); at most
-	// DefaultMaxValueSize, so that values never leave Badger's LSM tree.
+	// the limit a commit group allows (a twentieth of the memtable) and at
+	// most DefaultMaxValueSize.
 	MaxValueSize int
 	// HistoryEvents is how many recent events stay in memory for watches.
 	HistoryEvents int
@@ -63,10 +71,14 @@ type Options struct {
 	WatchBuffer int
 	// BookmarkInterval is how often watchers receive a Bookmark.
 	BookmarkInterval time.Duration
-	// MemTableSize is Badger's memtable size (default 64 MiB; at least
-	// 1 MiB). A commit group is capped at a tenth of it, so a group always
-	// fits one Badger transaction in one memtable and one DB.Sync covers it
-	// (see RATIONALE: "Why does every write go through the committer?").
+	// MemTableSize sizes the store's write buffers (default 64 MiB; at
+	// least 1 MiB): write-ahead log segments are half of it, value-log files
+	// twice it, and Badger's memtable, which holds keys and value pointers
+	// (values of ValueThreshold bytes and more are in the value log), a
+	// sixteenth of it, at least 1 MiB. A small memtable keeps the value-log
+	// garbage that LSM compaction has not yet found small (see RATIONALE:
+	// "Why do values live in Badger's value log?"). In memory, Badger's
+	// memtable is MemTableSize itself.
 	MemTableSize int64
 	// LeaseCheckInterval is how often expired leases are collected.
 	LeaseCheckInterval time.Duration
@@ -75,10 +87,27 @@ type Options struct {
 	// disables automatic compaction.
 	CompactionWindow time.Duration
 	Logger           *slog.Logger
+
+	// noCheckpoints keeps the write-ahead log until Badger flushes (tests
+	// that lose Badger's memtable logs need every write in the log).
+	noCheckpoints bool
 }
 
-// groupBytes caps the bytes of one commit group.
-func (o *Options) groupBytes() int64 { return min(4<<20, o.MemTableSize/10) }
+// groupRawBytes caps the keys and values of one commit group.
+const groupRawBytes = 4 << 20
+
+// badgerMemTable is Badger's memtable size.
+func (o *Options) badgerMemTable() int64 {
+	if o.InMemory {
+		return o.MemTableSize
+	}
+	return max(1<<20, o.MemTableSize/16)
+}
+
+// groupTreeBytes caps what one commit group adds to Badger's memtable: a
+// tenth of it (Badger refuses transactions over 15%), so a group always
+// fits one Badger transaction in one memtable.
+func (o *Options) groupTreeBytes() int64 { return o.badgerMemTable() / 10 }
 
 func (o *Options) setDefaults() error {
 	if o.Dir == "" && !o.InMemory {
@@ -90,7 +119,10 @@ func (o *Options) setDefaults() error {
 	if o.MemTableSize < 1<<20 {
 		return fmt.Errorf("badger store: memtable size %d below 1 MiB: %w", o.MemTableSize, errdefs.ErrInvalid)
 	}
-	limit := min(DefaultMaxValueSize, int(o.groupBytes()/2))
+	limit := min(DefaultMaxValueSize, groupRawBytes/2)
+	if o.InMemory { // values stay in the memtable
+		limit = min(limit, int(o.groupTreeBytes()/2))
+	}
 	if o.MaxValueSize == 0 {
 		o.MaxValueSize = limit
 	}
@@ -135,6 +167,19 @@ type Store struct {
 	walRots  int            // the wal's rotations at that time
 	trimming atomic.Bool    // a removal of old log segments is running
 	trimWG   sync.WaitGroup // that removal
+	// checkpointed is a version at or below which Badger's own files hold
+	// every write durably (maintainLoop synced them), so the log below it
+	// may go; checkpoints asks maintainLoop for a new one, gcKick for a
+	// value-log collection.
+	checkpointed atomic.Uint64
+	checkpoints  chan uint64
+	gcKick       chan struct{}
+	// badgerWrite is held by the committer around each Badger commit and by
+	// value-log collection around each file it rewrites: Badger v4.9.6's
+	// DB.MaxVersion, which a rewrite calls, reads the memtable's version
+	// without the lock its write goroutine updates it under (a data race).
+	badgerWrite sync.Mutex
+	pinned      []pinnedIterator // value-log files kept after a failed sync; maintainLoop-owned
 
 	compactStaged int64 // highest compaction staged; committer-owned
 	// syncq carries written groups from the committer to the syncer, which
@@ -166,18 +211,22 @@ func Open(opts Options) (*Store, error) {
 		WithSyncWrites(false). // the committer syncs once per group
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1). // keep the newest version at or below the discard ts
-		WithMemTableSize(opts.MemTableSize).
-		WithValueThreshold(min(1<<20, opts.MemTableSize*15/100)).
+		WithMemTableSize(opts.badgerMemTable()).
+		WithValueThreshold(ValueThreshold).
+		WithValueLogFileSize(min(max(2*opts.MemTableSize, 1<<20), 1<<30)).
 		WithCompression(options.None).
 		WithBlockCacheSize(16 << 20).
 		WithIndexCacheSize(8 << 20).
 		WithNumCompactors(2).
+		WithNumLevelZeroTables(2).
 		WithLogger(badgerLogger{opts.Logger})
 	if opts.InMemory {
+		// No value log in memory: Badger refuses values over the threshold.
+		bo = bo.WithValueThreshold(min(1<<20, opts.MemTableSize*15/100))
 		bo.Dir, bo.ValueDir = "", ""
 	}
 	if !opts.InMemory {
-		if err := syncBadgerLogs(opts.Dir); err != nil {
+		if err := syncBadgerFiles(opts.Dir); err != nil {
 			return nil, err
 		}
 	}
@@ -193,6 +242,9 @@ func Open(opts Options) (*Store, error) {
 		reqs:    make(chan *request, maxBatchOps),
 		syncq:   make(chan synced, 8),
 		closing: make(chan struct{}),
+
+		checkpoints: make(chan uint64, 1),
+		gcKick:      make(chan struct{}, 1),
 	}
 	if !opts.InMemory {
 		w, records, err := openWAL(filepath.Join(opts.Dir, "wal"), max(opts.MemTableSize/2, 256<<10))
@@ -228,35 +280,12 @@ func Open(opts Options) (*Store, error) {
 	s.bg.Add(2)
 	go s.leaseLoop()
 	go s.compactLoop()
-	return s, nil
-}
-
-// syncBadgerLogs fsyncs Badger's memtable and value logs before Badger
-// opens them. Badger is never synced on the write path, and after a kill -9
-// its logs may hold, in the page cache only, groups the write-ahead log did
-// not get to sync (they were never acknowledged, but Badger replays them and
-// the revision moves past them). Syncing them here makes that state
-// durable, so a later machine crash cannot take it back while newer groups
-// in the write-ahead log build on it.
-func syncBadgerLogs(dir string) error {
-	for _, pattern := range []string{"*.mem", "*.vlog"} {
-		names, err := filepath.Glob(filepath.Join(dir, pattern))
-		if err != nil {
-			return fmt.Errorf("sync badger logs: %w", err)
-		}
-		for _, name := range names {
-			f, err := os.OpenFile(name, os.O_RDWR, 0)
-			if err != nil {
-				return fmt.Errorf("sync badger logs: %w", err)
-			}
-			err = f.Sync()
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("sync badger logs: %w", err)
-			}
-		}
+	if !opts.InMemory {
+		s.bg.Add(2)
+		go s.adviseLoop(newMapAdvisor(opts.Dir), adviseInterval)
+		go s.maintainLoop()
 	}
-	return nil
+	return s, nil
 }
 
 // replay applies the groups in the write-ahead log to Badger again, each at
@@ -542,6 +571,12 @@ func (s *Store) Close() error {
 	close(s.closing)
 	s.closeMu.Unlock()
 	s.bg.Wait()
+	if len(s.pinned) > 0 && syncBadgerFiles(s.opts.Dir) == nil {
+		for _, p := range s.pinned { // the moved values are durable now
+			p.it.Close()
+			p.txn.Discard()
+		}
+	}
 	s.commitWG.Wait()
 	s.syncWG.Wait()
 	s.trimWG.Wait()

@@ -2,6 +2,7 @@ package badger_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
@@ -19,10 +20,16 @@ func diskBytes(t testing.TB, dir string) int64 {
 	t.Helper()
 	var n int64
 	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed while walking (value-log collection, log trimming)
+		}
 		if err != nil || d.IsDir() {
 			return err
 		}
 		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -36,13 +43,16 @@ func diskBytes(t testing.TB, dir string) int64 {
 }
 
 // TestDiskBoundedUnderChurn rewrites a small set of keys many times over,
-// compacting as it goes, and checks that the data directory stays a small
-// multiple of the live data instead of growing with the history.
+// compacting as it goes, and checks that disk use levels off instead of
+// growing with the history: values live in Badger's value log, whose
+// garbage is found only as LSM compactions drop old versions, so some lag
+// (a few memtables' worth of writes) is expected, but the second half of
+// the run must not need more room than the first.
 func TestDiskBoundedUnderChurn(t *testing.T) {
 	const (
 		keys    = 32
 		valSize = 4 << 10
-		rounds  = 1200 // 32 keys x 1200 rounds x 4 KiB = 150 MiB written (L0 compaction lag alone can hold ~30 MiB)
+		rounds  = 2400 // 32 keys x 2400 rounds x 4 KiB = 300 MiB written
 		memTab  = 1 << 20
 	)
 	dir := t.TempDir()
@@ -53,7 +63,7 @@ func TestDiskBoundedUnderChurn(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	val := make([]byte, valSize)
-	var peak int64
+	var peak [2]int64 // in each half of the run
 	for round := 0; round < rounds; round++ {
 		var wg sync.WaitGroup
 		errs := make(chan error, keys)
@@ -82,16 +92,18 @@ func TestDiskBoundedUnderChurn(t *testing.T) {
 			if err := s.Compact(ctx, s.Revision()); err != nil {
 				t.Fatalf("compact: %v", err)
 			}
-			peak = max(peak, diskBytes(t, dir))
+			half := round * 2 / rounds
+			peak[half] = max(peak[half], diskBytes(t, dir))
 		}
 	}
 	written := int64(keys * rounds * valSize)
 	live := int64(keys * valSize)
-	t.Logf("written %d MiB, live %d KiB, peak disk %.1f MiB", written>>20, live>>10, float64(peak)/(1<<20))
-	// Bounded: well under the history written (a store that kept every
-	// version would hold all of it).
-	if peak > written/3 {
-		t.Fatalf("disk use peaked at %d bytes after writing %d: history is not being discarded", peak, written)
+	t.Logf("written %d MiB, live %d KiB, peak disk %.1f MiB in the first half, %.1f MiB in the second", written>>20, live>>10, float64(peak[0])/(1<<20), float64(peak[1])/(1<<20))
+	// Bounded: the second half needs no more room than the first (plus a
+	// memtable's worth of slack), and all of it is far below the history
+	// written (a store that kept every version would hold all of it).
+	if peak[1] > peak[0]+4*memTab || peak[1] > written/4 {
+		t.Fatalf("disk use peaked at %d bytes in the first half and %d in the second, after writing %d: history is not being discarded", peak[0], peak[1], written)
 	}
 	got, err := s.List(ctx, "/registry/configmaps/churn/", store.ListOptions{})
 	if err != nil || len(got.KVs) != keys {

@@ -53,6 +53,15 @@ type request struct {
 
 func (r *request) size() int { return len(r.key) + len(r.value) + 64 + 9*len(r.revs) }
 
+// treeSize estimates what the request adds to Badger's memtable: a value of
+// ValueThreshold bytes or more goes to the value log, leaving a pointer.
+func (r *request) treeSize(inMemory bool) int {
+	if len(r.value) >= ValueThreshold && !inMemory {
+		return len(r.key) + 32 + 64 + 9*len(r.revs)
+	}
+	return r.size()
+}
+
 // submit hands r to the committer and waits for its result. A request that
 // was handed over is always answered, even if ctx ends first: the write may
 // be committed, so the caller must not assume otherwise.
@@ -198,16 +207,18 @@ func (s *Store) commitLoop() {
 			// a Badger transaction and a log write).
 			runtime.Gosched()
 		}
-		size, limit := 0, int(s.opts.groupBytes())
+		size, tree, treeLimit := 0, 0, int(s.opts.groupTreeBytes())
 		for _, r := range batch {
 			size += r.size()
+			tree += r.treeSize(s.opts.InMemory)
 		}
 	drain:
-		for len(batch) < maxBatchOps && size < limit {
+		for len(batch) < maxBatchOps && size < groupRawBytes && tree < treeLimit {
 			select {
 			case r := <-s.reqs:
 				batch = append(batch, r)
 				size += r.size()
+				tree += r.treeSize(s.opts.InMemory)
 			default:
 				break drain
 			}
@@ -444,10 +455,13 @@ func (s *Store) write(g *group, base int64) error {
 			return err
 		}
 	}
-	if err := txn.CommitAt(ver, nil); err != nil {
+	s.badgerWrite.Lock()
+	err := txn.CommitAt(ver, nil)
+	s.badgerWrite.Unlock()
+	if err != nil {
 		return err
 	}
-	s.trimWAL()
+	s.trimWAL(ver)
 	if g.rev > base {
 		s.sub = 0
 	} else {
@@ -458,14 +472,17 @@ func (s *Store) write(g *group, base int64) error {
 }
 
 // trimWAL drops, after a new segment or at most once a second, the log
-// segments whose every version Badger holds in SSTs. Badger writes and syncs
-// an SST when it flushes a memtable, in order, so the largest MaxVersion of
-// its tables is a watermark below which everything is durable without the
-// log. The file work (syncing Badger's directory, unlinking the segments)
-// runs in the background: unlinking one segment took ~9 ms, a stall of the
-// whole commit pipeline when it ran here. A removal that fails leaves the
-// files for the next Open, which replays them (idempotent) and trims again.
-func (s *Store) trimWAL() {
+// segments whose every version Badger holds durably in its own files, and
+// asks for a checkpoint at ver (the group just committed to Badger) to move
+// that point on. A version is durable in Badger once a synced SST holds it
+// (Badger writes and syncs an SST when it flushes a memtable, in order, so
+// the largest MaxVersion of its tables is a watermark) or once a checkpoint
+// synced its memtable and value logs after it was committed. The file work
+// (syncing Badger's directory, unlinking the segments) runs in the
+// background: unlinking one segment took ~9 ms, a stall of the whole commit
+// pipeline when it ran here. A removal that fails leaves the files for the
+// next Open, which replays them (idempotent) and trims again.
+func (s *Store) trimWAL(ver uint64) {
 	if s.wal == nil || len(s.wal.segments) < 2 || (s.wal.rotations == s.walRots && time.Since(s.walCheck) < time.Second) {
 		return
 	}
@@ -473,10 +490,11 @@ func (s *Store) trimWAL() {
 		return // the previous removal is still running
 	}
 	s.walCheck, s.walRots = time.Now(), s.wal.rotations
-	var durable uint64
+	durable := s.checkpointed.Load()
 	for _, t := range s.db.Tables() {
 		durable = max(durable, t.MaxVersion)
 	}
+	s.requestCheckpoint(ver)
 	var old []walSegment
 	if durable > 0 {
 		old = s.wal.takeThrough(durable)

@@ -32,8 +32,15 @@ import (
 // SIGKILL at a random moment and checks, after reopening the same directory,
 // that every acknowledged write survived.
 const (
-	crashDirEnv    = "TUGBOAT_CRASH_CHILD_DIR"
-	crashRoundEnv  = "TUGBOAT_CRASH_CHILD_ROUND"
+	crashDirEnv   = "TUGBOAT_CRASH_CHILD_DIR"
+	crashRoundEnv = "TUGBOAT_CRASH_CHILD_ROUND"
+	// crashWALAloneEnv makes the child keep every write in the write-ahead
+	// log (no checkpoints), for the rounds that delete Badger's memtable logs.
+	crashWALAloneEnv = "TUGBOAT_CRASH_CHILD_WAL_ALONE"
+	// crashMemTable is the child's MemTableSize: small, so that a child's
+	// short life sees log rotations, checkpoints, log trimming, value-log
+	// rotations and memtable flushes.
+	crashMemTable  = 2 << 20
 	crashPrefix    = "/registry/crashtest/"
 	crashWriters   = 16
 	crashValueSize = 2048
@@ -105,10 +112,15 @@ func TestCrashChild(t *testing.T) {
 		t.Fatalf("bad %s: %v", crashRoundEnv, err)
 	}
 	out := &ackWriter{}
-	s, err := tbadger.Open(tbadger.Options{
-		Dir:    dir,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	opts := tbadger.Options{
+		Dir:          dir,
+		MemTableSize: crashMemTable,
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	if os.Getenv(crashWALAloneEnv) != "" {
+		opts = tbadger.WithoutCheckpoints(opts)
+	}
+	s, err := tbadger.Open(opts)
 	if err != nil {
 		out.line("error open %s: %v", dir, err)
 		t.Fatal(err)
@@ -203,6 +215,9 @@ type crashChildRun struct {
 	other  []string // anything else (test framework noise)
 }
 
+// TestCrashDurability kill -9s a writing child at random moments and checks
+// that every acknowledged write survives, with the store checkpointing and
+// trimming its log as it does in production.
 func TestCrashDurability(t *testing.T) {
 	if os.Getenv(crashDirEnv) != "" {
 		t.Skip("running as the crash child")
@@ -211,6 +226,27 @@ func TestCrashDurability(t *testing.T) {
 	if testing.Short() {
 		rounds = 5
 	}
+	crashRounds(t, rounds, false)
+}
+
+// TestCrashDurabilityWALAlone also deletes Badger's memtable logs after every
+// other kill, so the acknowledged writes Badger had not flushed must come
+// back from the write-ahead log alone. The child runs without checkpoints:
+// a checkpoint makes the memtable logs durable and lets the log below it go,
+// and a machine crash cannot take synced data back (deleting the files
+// would model a loss no crash causes).
+func TestCrashDurabilityWALAlone(t *testing.T) {
+	if os.Getenv(crashDirEnv) != "" {
+		t.Skip("running as the crash child")
+	}
+	rounds := 10
+	if testing.Short() {
+		rounds = 4
+	}
+	crashRounds(t, rounds, true)
+}
+
+func crashRounds(t *testing.T, rounds int, walAlone bool) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
 	floor := map[string]crashAck{} // per key: the newest state that must survive
@@ -218,7 +254,7 @@ func TestCrashDurability(t *testing.T) {
 	var prevRev int64
 	total := 0
 	for round := range rounds {
-		run := runCrashChild(t, dir, round, rng)
+		run := runCrashChild(t, dir, round, walAlone, rng)
 		for _, e := range run.errors {
 			t.Errorf("round %d: child reported: %s", round, e)
 		}
@@ -236,11 +272,9 @@ func TestCrashDurability(t *testing.T) {
 			}
 		}
 		total += len(run.acks)
-		if round%2 == 1 {
-			// Badger's memtable logs are never synced (the store's own
-			// write-ahead log is): a machine crash may lose any part of
-			// them. Lose all of them, so the acknowledged writes must come
-			// back from the write-ahead log alone.
+		if walAlone && round%2 == 1 {
+			// Without checkpoints Badger's memtable logs are never synced:
+			// a machine crash may lose any part of them. Lose all of them.
 			loseUnsyncedMemtables(t, dir)
 		}
 		prevRev = verifyCrashRound(t, dir, round, floor, seenRev, prevRev)
@@ -267,10 +301,13 @@ func loseUnsyncedMemtables(t *testing.T, dir string) {
 
 // runCrashChild starts the child on dir, kills it 100-600 ms after its first
 // acknowledgement and returns everything it printed.
-func runCrashChild(t *testing.T, dir string, round int, rng *rand.Rand) crashChildRun {
+func runCrashChild(t *testing.T, dir string, round int, walAlone bool, rng *rand.Rand) crashChildRun {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashRoundEnv+"="+strconv.Itoa(round))
+	if walAlone {
+		cmd.Env = append(cmd.Env, crashWALAloneEnv+"=1")
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -359,7 +396,7 @@ func parseCrashAck(line string) (key string, rev int64, hash string, ok bool) {
 // floor to what it observed and returns Revision().
 func verifyCrashRound(t *testing.T, dir string, round int, floor map[string]crashAck, seenRev map[int64]string, prevRev int64) int64 {
 	t.Helper()
-	s, err := tbadger.Open(tbadger.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := tbadger.Open(tbadger.Options{Dir: dir, MemTableSize: crashMemTable, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatalf("round %d: reopen after kill -9: %v", round, err)
 	}
