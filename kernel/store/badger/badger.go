@@ -88,8 +88,8 @@ type Options struct {
 	CompactionWindow time.Duration
 	Logger           *slog.Logger
 
-	// noCheckpoints keeps the write-ahead log until Badger flushes (tests
-	// that lose Badger's memtable logs need every write in the log).
+	// noCheckpoints keeps the whole write-ahead log (tests that lose
+	// Badger's memtable logs need every write in the log).
 	noCheckpoints bool
 }
 

@@ -474,14 +474,14 @@ func (s *Store) write(g *group, base int64) error {
 // trimWAL drops, after a new segment or at most once a second, the log
 // segments whose every version Badger holds durably in its own files, and
 // asks for a checkpoint at ver (the group just committed to Badger) to move
-// that point on. A version is durable in Badger once a synced SST holds it
-// (Badger writes and syncs an SST when it flushes a memtable, in order, so
-// the largest MaxVersion of its tables is a watermark) or once a checkpoint
-// synced its memtable and value logs after it was committed. The file work
-// (syncing Badger's directory, unlinking the segments) runs in the
-// background: unlinking one segment took ~9 ms, a stall of the whole commit
-// pipeline when it ran here. A removal that fails leaves the files for the
-// next Open, which replays them (idempotent) and trims again.
+// that point on: a checkpoint syncs Badger's memtable and value logs, after
+// which everything committed to Badger before it is durable there. Badger's
+// flushed tables are not enough on their own: Badger does not sync the
+// value log a table's pointers refer to. The file work (syncing Badger's
+// directory, unlinking the segments) runs in the background: unlinking one
+// segment took ~9 ms, a stall of the whole commit pipeline when it ran
+// here. A removal that fails leaves the files for the next Open, which
+// replays them (idempotent) and trims again.
 func (s *Store) trimWAL(ver uint64) {
 	if s.wal == nil || len(s.wal.segments) < 2 || (s.wal.rotations == s.walRots && time.Since(s.walCheck) < time.Second) {
 		return
@@ -491,9 +491,6 @@ func (s *Store) trimWAL(ver uint64) {
 	}
 	s.walCheck, s.walRots = time.Now(), s.wal.rotations
 	durable := s.checkpointed.Load()
-	for _, t := range s.db.Tables() {
-		durable = max(durable, t.MaxVersion)
-	}
 	s.requestCheckpoint(ver)
 	var old []walSegment
 	if durable > 0 {
@@ -507,8 +504,8 @@ func (s *Store) trimWAL(ver uint64) {
 	go func() {
 		defer s.trimWG.Done()
 		defer s.trimming.Store(false)
-		// New SST files' directory entries must be durable before the log
-		// that covers them goes.
+		// The checkpoint synced the directory already; this also covers
+		// files Badger created since.
 		if err := syncDir(s.opts.Dir); err != nil {
 			s.log.Warn("keeping write-ahead log segments until restart", "err", err)
 			return

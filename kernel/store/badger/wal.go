@@ -23,12 +23,12 @@ import (
 // itself is never synced on the write path: its memtable log is an mmap'd
 // file whose msync costs far more than the data it carries (see RATIONALE).
 // On Open, the groups still in the log are applied to Badger again at their
-// own versions, which is idempotent; a segment is removed once Badger holds
-// every version in it in a synced SST (the largest MaxVersion of its tables
-// says how far that is).
+// own versions, which is idempotent; a segment is removed once every version
+// in it is at or below a checkpoint (maintain.go), which synced Badger's
+// memtable and value logs after those versions were committed to Badger.
 //
-// Segment file: <dir>/wal/<first version, 16 hex digits>.wal, half a memtable
-// of records followed by zeros. Record: length u32 | crc32c u32 |
+// Segment file: <dir>/wal/<first version, 16 hex digits>.wal, half of
+// Options.MemTableSize of records followed by zeros. Record: length u32 | crc32c u32 |
 // payload; payload: version u64 | entry count u32 | entries; entry: op u8
 // (0 set, 1 delete) | key length u32 | key | value length u32 | value. A zero
 // length, a bad checksum or a version not above the previous record's ends
@@ -45,8 +45,7 @@ var walTable = crc32.MakeTable(crc32.Castagnoli)
 // and rotate; Open calls replay before the committer starts.
 type wal struct {
 	dir string
-	// segSize is the size of a new segment: half a memtable, so the log
-	// Badger has not yet flushed spans a few segments.
+	// segSize is the size of a new segment: half of Options.MemTableSize.
 	segSize int64
 	// rotations counts new segments, so the store knows when to look for
 	// removable ones.
