@@ -13,8 +13,9 @@ import (
 	"github.com/tugboat-dev/tugboat/kernel/store"
 )
 
-// purgeChunk bounds how many event-log entries one commit group deletes.
-const purgeChunk = 4096
+// purgeChunk bounds how many event-log entries one commit group deletes:
+// at most 4096 and half a group's entries.
+func (s *Store) purgeChunk() int { return min(4096, s.opts.groupEntries()/2) }
 
 // leaseLoop revokes expired leases, deleting their keys.
 func (s *Store) leaseLoop() {
@@ -93,7 +94,7 @@ func (s *Store) Compact(ctx context.Context, rev int64) error {
 // start of the log, so leftovers of an interrupted purge are found too.
 func (s *Store) purgeEvents(ctx context.Context, rev int64) error {
 	for {
-		revs, err := s.eventRevs(rev, purgeChunk)
+		revs, err := s.eventRevs(rev, s.purgeChunk())
 		if err != nil {
 			return fmt.Errorf("purge events to %d: %w", rev, err)
 		}

@@ -109,6 +109,11 @@ func (o *Options) badgerMemTable() int64 {
 // fits one Badger transaction in one memtable.
 func (o *Options) groupTreeBytes() int64 { return o.badgerMemTable() / 10 }
 
+// groupEntries caps the Badger entries of one commit group: half of
+// Badger's per-transaction count limit (15% of the memtable in skiplist
+// nodes of 96 bytes), so a group never fails with ErrTxnTooBig.
+func (o *Options) groupEntries() int { return int(o.badgerMemTable()*15/100/96) / 2 }
+
 func (o *Options) setDefaults() error {
 	if o.Dir == "" && !o.InMemory {
 		return fmt.Errorf("badger store: no data directory: %w", errdefs.ErrInvalid)

@@ -53,6 +53,10 @@ type request struct {
 
 func (r *request) size() int { return len(r.key) + len(r.value) + 64 + 9*len(r.revs) }
 
+// entries bounds the Badger entries the request writes (object, event,
+// attachment, one per purged event).
+func (r *request) entries() int { return 3 + len(r.revs) }
+
 // treeSize estimates what the request adds to Badger's memtable: a value of
 // ValueThreshold bytes or more goes to the value log, leaving a pointer.
 func (r *request) treeSize(inMemory bool) int {
@@ -207,18 +211,20 @@ func (s *Store) commitLoop() {
 			// a Badger transaction and a log write).
 			runtime.Gosched()
 		}
-		size, tree, treeLimit := 0, 0, int(s.opts.groupTreeBytes())
+		size, tree, treeLimit, ents, entLimit := 0, 0, int(s.opts.groupTreeBytes()), 0, s.opts.groupEntries()
 		for _, r := range batch {
 			size += r.size()
 			tree += r.treeSize(s.opts.InMemory)
+			ents += r.entries()
 		}
 	drain:
-		for len(batch) < maxBatchOps && size < groupRawBytes && tree < treeLimit {
+		for len(batch) < maxBatchOps && size < groupRawBytes && tree < treeLimit && ents < entLimit {
 			select {
 			case r := <-s.reqs:
 				batch = append(batch, r)
 				size += r.size()
 				tree += r.treeSize(s.opts.InMemory)
+				ents += r.entries()
 			default:
 				break drain
 			}

@@ -116,6 +116,9 @@ type pinnedIterator struct {
 // moves past them); syncing them makes that state durable, so a later
 // machine crash cannot take it back while newer groups build on it.
 func syncBadgerFiles(dir string) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil // a new store: Badger creates the directory
+	}
 	for _, pattern := range []string{"*.vlog", "*.mem"} {
 		names, err := filepath.Glob(filepath.Join(dir, pattern))
 		if err != nil {

@@ -158,3 +158,62 @@ func logMappings(t *testing.T, dir string) map[string]bool {
 	}
 	return out
 }
+
+// TestGroupsFitBadgerTransactions writes from many clients and compacts
+// thousands of events meanwhile, with Badger's smallest memtable (1 MiB:
+// at most 1638 entries per transaction). Every commit group, including
+// event-log purges, must fit one Badger transaction.
+func TestGroupsFitBadgerTransactions(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), 1<<20)
+	defer s.Close()
+	ctx := context.Background()
+	write := func(prefix string, n int) error {
+		errs := make(chan error, 64)
+		for w := range 64 {
+			go func() {
+				for i := range n {
+					if _, err := s.Create(ctx, fmt.Sprintf("/registry/configmaps/%s/w%02d-%05d", prefix, w, i), []byte("small"), store.WriteOptions{}); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range 64 {
+			if err := <-errs; err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := write("a", 100); err != nil {
+		t.Fatal(err)
+	}
+	rev := s.Revision()
+	done := make(chan error, 1)
+	go func() { done <- write("b", 50) }()
+	if err := s.Compact(ctx, rev); err != nil { // purges 6400 events
+		t.Fatalf("compact: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("writes during compaction: %v", err)
+	}
+	got, err := s.List(ctx, "/registry/configmaps/", store.ListOptions{})
+	if err != nil || len(got.KVs) != 64*150 {
+		t.Fatalf("list: %d keys, err %v; want %d", len(got.KVs), err, 64*150)
+	}
+}
+
+// TestOpenCreatesDirectory opens a store in a directory that does not exist
+// yet, as a server's first start does.
+func TestOpenCreatesDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data", "store")
+	s := openTestStore(t, dir, 1<<20)
+	if _, err := s.Create(context.Background(), "/registry/pods/ns/a", []byte("v"), store.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
