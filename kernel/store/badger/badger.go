@@ -61,8 +61,8 @@ type Options struct {
 	// InMemory keeps everything in memory (no durability); for unit tests.
 	InMemory bool
 	// MaxValueSize bounds a value in bytes (ErrTooLarge beyond it); at most
-	// the limit a commit group allows (a twentieth of the memtable) and at
-	// most DefaultMaxValueSize.
+	// DefaultMaxValueSize and, in memory (where values stay in Badger's
+	// memtable), a twentieth of MemTableSize.
 	MaxValueSize int
 	// HistoryEvents is how many recent events stay in memory for watches.
 	HistoryEvents int
