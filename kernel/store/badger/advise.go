@@ -12,44 +12,26 @@ import (
 	"github.com/tugboat-dev/tugboat/kernel/procmaps"
 )
 
-// mapAdvisor marks Badger's memory-mapped logs (memtable .mem files and
-// .vlog files) MADV_RANDOM, turning off the kernel's fault-time readahead
-// for them. Badger appends to these sparse files through the mapping, and on
-// a disk with a large read_ahead_kb (8 MiB here) every fault that reaches
-// the readahead window maps and zero-fills the next window in the faulting
+// adviseLogMappings marks Badger's memory-mapped logs under prefix (its
+// data directory with a trailing separator) MADV_RANDOM, turning off the
+// kernel's fault-time readahead for them. Badger appends to these sparse
+// files (memtable .mem files and .vlog files) through the mapping, and on a
+// disk with a large read_ahead_kb (8 MiB here) every fault that reaches the
+// readahead window maps and zero-fills the next window in the faulting
 // thread: Badger's single write goroutine, so every commit stalled ~20 ms
 // once per 8 MiB written. The files are only ever read by offset, so
-// readahead buys nothing.
-type mapAdvisor struct {
-	dir string
-}
-
-func newMapAdvisor(dir string) *mapAdvisor {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		abs = dir
-	}
-	return &mapAdvisor{dir: abs + string(os.PathSeparator)}
-}
-
-// scan advises every mapping of a log file in the data directory,
-// returning how many it advised. Advising again is harmless, and needed:
+// readahead buys nothing. Advising a mapping again is harmless, and needed:
 // Badger may map a file anew at the same address.
-func (a *mapAdvisor) scan() int {
+func adviseLogMappings(prefix string) {
 	maps, err := procmaps.Self()
 	if err != nil {
-		return 0
+		return
 	}
-	n := 0
 	for _, m := range maps {
-		if !strings.HasPrefix(m.Path, a.dir) || !(strings.HasSuffix(m.Path, ".mem") || strings.HasSuffix(m.Path, ".vlog")) {
-			continue
-		}
-		if m.Advise(unix.MADV_RANDOM) == nil {
-			n++
+		if strings.HasPrefix(m.Path, prefix) && (strings.HasSuffix(m.Path, ".mem") || strings.HasSuffix(m.Path, ".vlog")) {
+			_ = m.Advise(unix.MADV_RANDOM)
 		}
 	}
-	return n
 }
 
 // adviseInterval is how often the mappings are looked after while the
@@ -59,10 +41,15 @@ const adviseInterval = 20 * time.Millisecond
 // adviseLoop looks after Badger's mapped logs until closing, every
 // interval in which the store was written or a file appeared in the data
 // directory, and once more after that (a file is created before it is
-// mapped): it advises their mappings (mapAdvisor) and pushes their dirty
-// pages to the disk (logPusher).
-func (s *Store) adviseLoop(a *mapAdvisor, every time.Duration) {
+// mapped): it advises their mappings (adviseLogMappings) and pushes their
+// dirty pages to the disk (logPusher).
+func (s *Store) adviseLoop(every time.Duration) {
 	defer s.bg.Done()
+	prefix := s.opts.Dir
+	if abs, err := filepath.Abs(prefix); err == nil {
+		prefix = abs
+	}
+	prefix += string(os.PathSeparator)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	p := &logPusher{dir: s.opts.Dir, files: map[string]*os.File{}}
@@ -75,7 +62,7 @@ func (s *Store) adviseLoop(a *mapAdvisor, every time.Duration) {
 				p.refresh()
 			}
 			lastRev, lastMod, again = rev, mod, changed
-			a.scan()
+			adviseLogMappings(prefix)
 			p.push()
 		}
 		select {

@@ -287,7 +287,7 @@ func Open(opts Options) (*Store, error) {
 	go s.compactLoop()
 	if !opts.InMemory {
 		s.bg.Add(2)
-		go s.adviseLoop(newMapAdvisor(opts.Dir), adviseInterval)
+		go s.adviseLoop(adviseInterval)
 		go s.maintainLoop()
 	}
 	return s, nil

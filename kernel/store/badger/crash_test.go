@@ -218,16 +218,7 @@ type crashChildRun struct {
 // TestCrashDurability kill -9s a writing child at random moments and checks
 // that every acknowledged write survives, with the store checkpointing and
 // trimming its log as it does in production.
-func TestCrashDurability(t *testing.T) {
-	if os.Getenv(crashDirEnv) != "" {
-		t.Skip("running as the crash child")
-	}
-	rounds := 20
-	if testing.Short() {
-		rounds = 5
-	}
-	crashRounds(t, rounds, false)
-}
+func TestCrashDurability(t *testing.T) { crashRounds(t, 20, 5, false) }
 
 // TestCrashDurabilityWALAlone also deletes Badger's memtable logs after every
 // other kill, so the acknowledged writes Badger had not flushed must come
@@ -235,18 +226,17 @@ func TestCrashDurability(t *testing.T) {
 // a checkpoint makes the memtable logs durable and lets the log below it go,
 // and a machine crash cannot take synced data back (deleting the files
 // would model a loss no crash causes).
-func TestCrashDurabilityWALAlone(t *testing.T) {
+func TestCrashDurabilityWALAlone(t *testing.T) { crashRounds(t, 10, 4, true) }
+
+// crashRounds runs rounds children (short ones with -short), each killed at
+// a random moment, and checks the store after each.
+func crashRounds(t *testing.T, rounds, short int, walAlone bool) {
 	if os.Getenv(crashDirEnv) != "" {
 		t.Skip("running as the crash child")
 	}
-	rounds := 10
 	if testing.Short() {
-		rounds = 4
+		rounds = short
 	}
-	crashRounds(t, rounds, true)
-}
-
-func crashRounds(t *testing.T, rounds int, walAlone bool) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
 	floor := map[string]crashAck{} // per key: the newest state that must survive
